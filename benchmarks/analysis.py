@@ -1,0 +1,125 @@
+"""Analysis benchmark: full rebuild over a stored population, and the incremental cost on ingest.
+
+1. Stores a seeded population (default 100k sagas, ~10 spans each: about 1M spans) in a fresh
+   DuckDB file, then times ``collector.runner.rebuild`` (load + analyse + materialize).
+2. Drives a real collector with the ingest benchmark's batches twice, analysis off and on,
+   and prints the throughput cost of incremental analysis.
+
+    python benchmarks/analysis.py [--sagas 100000] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import duckdb
+
+from benchmarks.ingest import drive, make_requests, run_collector
+from collector.analysis.config import SagaConfig
+from collector.analysis.core import analyze
+from collector.normalize.records import RecordBatch
+from collector.runner import Working, data_now, materialize
+from collector.store.records_io import load_events, load_logs, load_spans
+from collector.store.writer import Writer
+from sample_data.shapes import build_population, combined_config
+
+
+def store_population(path: str, sagas: int) -> int:
+    pop = build_population(sagas, seed=1)
+    writer = Writer(path, max_pending_rows=10_000_000).start()
+    chunk = 20_000
+    futures = []
+    for i in range(0, len(pop.spans), chunk):
+        futures.append(writer.submit(RecordBatch(spans=pop.spans[i : i + chunk])))
+    for i in range(0, len(pop.events), chunk):
+        futures.append(writer.submit(RecordBatch(events=pop.events[i : i + chunk])))
+    if pop.logs:
+        futures.append(writer.submit(RecordBatch(logs=pop.logs)))
+    stored = sum(f.result().stored for f in futures)
+    writer.close()
+    return stored
+
+
+def time_rebuild(path: str, config: SagaConfig) -> dict[str, float]:
+    conn = duckdb.connect(path)
+    t0 = time.perf_counter()
+    traces = [r[0] for r in conn.execute("SELECT DISTINCT trace_id FROM spans").fetchall()]
+    events = [r[0] for r in conn.execute("SELECT event_key FROM events").fetchall()]
+    work = Working(trace_ids=set(traces), event_keys=set(events))
+    work.spans = load_spans(conn, traces)
+    work.logs = load_logs(conn, traces)
+    work.events = load_events(conn, events, [])
+    t1 = time.perf_counter()
+    now = data_now(conn)
+    result = analyze(work.spans, work.logs, work.events, config, now)
+    t2 = time.perf_counter()
+    conn.execute("BEGIN")
+    materialize(conn, work, result, now)
+    conn.execute("COMMIT")
+    t3 = time.perf_counter()
+    conn.close()
+    return {
+        "load": t1 - t0,
+        "analyze": t2 - t1,
+        "materialize": t3 - t2,
+        "total": t3 - t0,
+        "spans": len(work.spans),
+        "sagas": len(result.sagas),
+    }
+
+
+def ingest_rate(analysis: bool, seconds: float) -> float:
+    requests = make_requests(int(seconds * 60_000 / 512) + 20, offset=30_000_000 + analysis)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = run_collector(tmp, [] if analysis else ["--no-analysis"])
+        result = asyncio.run(drive(url + "/v1/traces", requests, 8, seconds))
+        proc.terminate()
+        proc.wait(timeout=120)
+    return result["spans_per_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sagas", type=int, default=100_000)
+    ap.add_argument("--seconds", type=float, default=15)
+    args = ap.parse_args()
+    config = SagaConfig.from_dict(combined_config())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "population.duckdb")
+        t = time.perf_counter()
+        stored = store_population(path, args.sagas)
+        print(
+            f"stored {stored:,} records for {args.sagas:,} sagas in {time.perf_counter() - t:.1f}s"
+        )
+        rebuild = time_rebuild(path, config)
+    off = ingest_rate(False, args.seconds)
+    on = ingest_rate(True, args.seconds)
+    print()
+    print(f"{'measure':<46}{'value':>12}   target")
+    rows = [
+        (f"full rebuild: load {rebuild['spans']:,.0f} spans (s)", f"{rebuild['load']:.1f}", ""),
+        (
+            f"full rebuild: analyse -> {rebuild['sagas']:,.0f} sagas (s)",
+            f"{rebuild['analyze']:.1f}",
+            "",
+        ),
+        ("full rebuild: materialize (s)", f"{rebuild['materialize']:.1f}", ""),
+        ("full rebuild total (s)", f"{rebuild['total']:.1f}", "< 10"),
+        ("ingest, analysis off (spans/s)", f"{off:,.0f}", ""),
+        ("ingest, incremental analysis on (spans/s)", f"{on:,.0f}", ""),
+        ("incremental analysis cost", f"{(1 - on / off) * 100:.0f}%", "< 20%"),
+    ]
+    for name, value, target in rows:
+        print(f"{name:<46}{value:>12}   {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""Ingest benchmark: sustained spans/s with durable acknowledgement, latency, peak RSS.
+
+Starts a real collector, drives it with several concurrent OTLP/HTTP exporters sending
+pre-built protobuf batches (512 spans x ~10 attributes), and in the same run measures the
+machine's pipeline limit on the same batches: decode alone, and bulk insert alone into
+DuckDB; limit = 1 / (1/decode_rate + 1/insert_rate).
+
+    python benchmarks/ingest.py [--seconds 20] [--senders 8] [--no-analysis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collector.normalize.otlp import decode_traces_protobuf
+from collector.store.columns import prepare_batch
+from collector.store.writer import Writer
+
+SPANS_PER_REQUEST = 512
+MAGIC = b"\xab\xcd\xef\x01\x23\x45\x67\x89\x9a\xbc\xde\xf0"  # replaced per request
+
+
+def template_request() -> bytes:
+    """One realistic request; its trace ids start with MAGIC so copies can be made unique."""
+    rng = random.Random(7)
+    req = ExportTraceServiceRequest()
+    services = ["orders", "payments", "inventory", "shipping"]
+    steps = [
+        "reserve_inventory",
+        "charge_payment",
+        "ship_order",
+        "release_inventory",
+        "refund_payment",
+    ]
+    for svc_index, svc in enumerate(services):
+        rs = req.resource_spans.add()
+        for key, value in (
+            ("service.name", svc),
+            ("service.version", "1.4.2"),
+            ("deployment.environment", "prod"),
+            ("host.name", f"node-{svc_index}"),
+        ):
+            kv = rs.resource.attributes.add()
+            kv.key, kv.value.string_value = key, value
+        ss = rs.scope_spans.add()
+        ss.scope.name, ss.scope.version = "sagalens.bench", "1.0"
+        for j in range(SPANS_PER_REQUEST // len(services)):
+            saga = j // 4  # ~4 spans per trace/saga in each service block
+            span = ss.spans.add()
+            span.trace_id = MAGIC + struct.pack(">I", saga)
+            span.span_id = struct.pack(">II", svc_index + 1, j + 1)
+            span.name = steps[j % len(steps)]
+            span.kind = 2
+            span.start_time_unix_nano = 1_700_000_000_000_000_000 + j * 1_000_000
+            span.end_time_unix_nano = span.start_time_unix_nano + rng.randint(1, 50) * 1_000_000
+            attrs = {
+                "saga.id": f"order-{saga}",
+                "saga.name": "OrderSaga",
+                "saga.step": span.name,
+                "http.request.method": "POST",
+                "http.route": f"/api/{span.name}",
+                "http.response.status_code": 200,
+                "order.id": f"{saga:08d}",
+                "customer.tier": rng.choice(["gold", "silver", "bronze"]),
+                "amount": round(rng.uniform(1, 500), 2),
+                "retry": False,
+            }
+            for key, value in attrs.items():
+                kv = span.attributes.add()
+                kv.key = key
+                if isinstance(value, bool):
+                    kv.value.bool_value = value
+                elif isinstance(value, int):
+                    kv.value.int_value = value
+                elif isinstance(value, float):
+                    kv.value.double_value = value
+                else:
+                    kv.value.string_value = value
+    return req.SerializeToString()
+
+
+def make_requests(count: int, offset: int = 0) -> list[bytes]:
+    template = template_request()
+    return [
+        template.replace(MAGIC, struct.pack(">Q", offset + i) + b"\x5a\x5a\x5a\x5a")
+        for i in range(count)
+    ]
+
+
+def measure_decode(requests: list[bytes]) -> float:
+    started = time.perf_counter()
+    spans = 0
+    for body in requests:
+        prepared = prepare_batch(decode_traces_protobuf(body))
+        spans += prepared.rows
+    return spans / (time.perf_counter() - started)
+
+
+def measure_insert(requests: list[bytes]) -> float:
+    prepared = [prepare_batch(decode_traces_protobuf(b)) for b in requests]
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = Writer(os.path.join(tmp, "insert.duckdb"), max_pending_rows=10_000_000).start()
+        started = time.perf_counter()
+        futures = [writer.submit_prepared(p) for p in prepared]
+        stored = sum(f.result().stored for f in futures)
+        elapsed = time.perf_counter() - started
+        writer.close()
+    return stored / elapsed
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RssWatch(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+
+async def drive(url: str, requests: list[bytes], senders: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    acked = refused = 0
+    index = 0
+    deadline = time.perf_counter() + seconds
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        nonlocal acked, refused, index
+        while time.perf_counter() < deadline and index < len(requests):
+            body = requests[index]
+            index += 1
+            t0 = time.perf_counter()
+            r = await client.post(
+                url, content=body, headers={"Content-Type": "application/x-protobuf"}
+            )
+            if r.status_code == 200:
+                latencies.append(time.perf_counter() - t0)
+                acked += SPANS_PER_REQUEST
+            elif r.status_code in (429, 503):
+                refused += 1
+                await asyncio.sleep(float(r.headers.get("retry-after", "1")) / 10)
+            else:
+                raise SystemExit(f"unexpected {r.status_code}: {r.text[:200]}")
+
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=senders)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        await asyncio.gather(*(sender(client) for _ in range(senders)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    pick = (
+        (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000)
+        if latencies
+        else (lambda q: float("nan"))
+    )
+    return {
+        "spans_per_s": acked / elapsed,
+        "p50_ms": pick(0.5),
+        "p99_ms": pick(0.99),
+        "refused": refused,
+        "acked_spans": acked,
+        "seconds": elapsed,
+    }
+
+
+def run_collector(tmp: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    port, grpc_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "collector",
+            "--db",
+            os.path.join(tmp, "b.duckdb"),
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(grpc_port),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("collector did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--senders", type=int, default=8)
+    ap.add_argument("--overload-senders", type=int, default=48)
+    ap.add_argument("--no-analysis", action="store_true")
+    args = ap.parse_args()
+
+    print(f"building requests ({SPANS_PER_REQUEST} spans x ~10 attributes each)...", flush=True)
+    n = int(args.seconds * 80_000 / SPANS_PER_REQUEST) + 50
+    requests = make_requests(n)
+    sample = requests[:40]
+    decode_rate = measure_decode(sample)
+    insert_rate = measure_insert(make_requests(40, offset=10_000_000))
+    limit = 1 / (1 / decode_rate + 1 / insert_rate)
+
+    extra = ["--no-analysis"] if args.no_analysis else []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = run_collector(tmp, extra)
+        watch = RssWatch(proc.pid)
+        watch.start()
+        sustained = asyncio.run(drive(url + "/v1/traces", requests, args.senders, args.seconds))
+        steady_peak = watch.peak
+        overload = asyncio.run(
+            drive(
+                url + "/v1/traces",
+                make_requests(n, offset=20_000_000),
+                args.overload_senders,
+                args.seconds / 2,
+            )
+        )
+        watch.running = False
+        proc.terminate()
+        proc.wait(timeout=60)
+
+    mib = 1024 * 1024
+    print()
+    print(f"{'measure':<44}{'value':>14}   target")
+    rows = [
+        ("decode alone (spans/s)", f"{decode_rate:,.0f}", ""),
+        ("bulk insert alone into DuckDB (spans/s)", f"{insert_rate:,.0f}", ""),
+        ("pipeline limit (spans/s)", f"{limit:,.0f}", ""),
+        (
+            f"sustained, durable ack, {args.senders} senders (spans/s)",
+            f"{sustained['spans_per_s']:,.0f}",
+            ">= 50,000",
+        ),
+        ("ratio to pipeline limit", f"{sustained['spans_per_s'] / limit:.2f}", ">= 0.5"),
+        ("request latency p50 (ms)", f"{sustained['p50_ms']:.1f}", ""),
+        ("request latency p99 (ms)", f"{sustained['p99_ms']:.1f}", ""),
+        ("peak RSS, sustained (MB)", f"{steady_peak / mib:.0f}", ""),
+        (
+            f"overload: {args.overload_senders} senders, acked spans/s",
+            f"{overload['spans_per_s']:,.0f}",
+            "",
+        ),
+        ("overload: requests refused with 503", f"{overload['refused']:.0f}", ""),
+        ("peak RSS incl. overload (MB)", f"{watch.peak / mib:.0f}", "< 400"),
+    ]
+    for name, value, target in rows:
+        print(f"{name:<44}{value:>14}   {target}")
+    print(f"analysis during ingest: {'off' if args.no_analysis else 'on'}")
+
+
+if __name__ == "__main__":
+    main()

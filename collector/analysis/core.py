@@ -1,0 +1,122 @@
+"""Entry point of the pure analysis core: records + config + now in, sagas/steps/findings out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from collector.analysis.classify import classify
+from collector.analysis.config import SagaConfig
+from collector.analysis.detectors import detect_findings
+from collector.analysis.identity import resolve_identity
+from collector.analysis.model import AnalysisResult, Saga, Step
+from collector.analysis.stats import LearnedStats
+from collector.analysis.timeline import build_timeline
+from collector.normalize.records import EventRecord, LogRecord, SpanRecord
+
+
+def analyze(
+    spans: Sequence[SpanRecord],
+    logs: Sequence[LogRecord],
+    events: Sequence[EventRecord],
+    config: SagaConfig,
+    now_ns: int,
+    learned: LearnedStats | None = None,
+) -> AnalysisResult:
+    """Reconstruct, classify and explain every saga in the records.
+
+    The result depends only on the arguments, never on record order: analysing any subset
+    that holds every record of a saga gives that saga exactly as analysing everything does.
+    """
+    resolution = resolve_identity(spans, logs, events, config)
+    trace_saga = resolution.trace_saga
+    saga_spans: dict[str, list[SpanRecord]] = {}
+    saga_logs: dict[str, list[LogRecord]] = {}
+    saga_events: dict[str, list[EventRecord]] = {}
+    membership: dict[str, str] = {}
+    # one sort of everything instead of one per saga: record order must not matter, and the
+    # per-saga lists below inherit this order
+    spans = sorted(spans, key=_span_order)
+    order = sorted(range(len(logs)), key=lambda i: _log_order(logs[i]))
+    logs = [logs[i] for i in order]
+    log_saga = [resolution.log_saga[i] for i in order]
+    order = sorted(range(len(events)), key=lambda i: _event_order(events[i]))
+    events = [events[i] for i in order]
+    event_saga = [resolution.event_saga[i] for i in order]
+    for span in spans:
+        key = trace_saga.get(span.trace_id)
+        if key:
+            saga_spans.setdefault(key, []).append(span)
+            membership[span.ref] = key
+    for log, key in zip(logs, log_saga, strict=True):
+        if key:
+            saga_logs.setdefault(key, []).append(log)
+            membership[log.ref] = key
+    for event, key in zip(events, event_saga, strict=True):
+        if key:
+            saga_events.setdefault(key, []).append(event)
+            membership[event.ref] = key
+
+    result = AnalysisResult(membership=membership, identity=resolution.identity)
+    for saga_key in sorted(set(saga_spans) | set(saga_events) | set(saga_logs)):
+        s_spans = saga_spans.get(saga_key, [])
+        s_logs = saga_logs.get(saga_key, [])
+        s_events = saga_events.get(saga_key, [])
+        tl = build_timeline(s_spans, s_logs, s_events)
+        verdict = classify(tl, config, now_ns, learned)
+        findings = detect_findings(saga_key, tl.occurrences, verdict, now_ns)
+        steps = [
+            Step(
+                saga_key=saga_key,
+                seq=seq,
+                name=occ.name,
+                step_type="event"
+                if occ.kind == "event"
+                else ("compensation" if occ.role == "compensation" else "action"),
+                service=occ.service,
+                start_ns=occ.start_ns,
+                end_ns=occ.end_ns,
+                outcome=occ.outcome,
+                attempts=occ.attempts,
+                compensates=occ.compensates,
+                compensation_inferred=occ.inferred and occ.role == "compensation",
+                error=occ.error,
+                actor=occ.actor,
+                records=occ.refs,
+            )
+            for seq, occ in enumerate(tl.occurrences)
+        ]
+        result.steps.extend(steps)
+        result.findings.extend(findings)
+        result.sagas.append(
+            Saga(
+                saga_key=saga_key,
+                saga_type=verdict.saga_type,
+                status=verdict.status,
+                started_ns=tl.first_ns,
+                ended_ns=verdict.ended_ns,
+                last_progress_ns=verdict.last_progress_ns,
+                explanation=verdict.explanation,
+                services=sorted(tl.services),
+                trace_ids=sorted(tl.trace_ids),
+                business_keys=sorted(resolution.business.get(saga_key, ())),
+                step_count=len(steps),
+                finding_count=len(findings),
+                record_count=len(s_spans) + len(s_logs) + len(s_events),
+                failed_step=verdict.failed_step,
+                waiting_for=verdict.waiting_for,
+                identity_rule=resolution.rule.get(saga_key, ""),
+            )
+        )
+    return result
+
+
+def _span_order(span: SpanRecord) -> tuple[int, str, str]:
+    return span.start_ns, span.trace_id, span.span_id
+
+
+def _log_order(log: LogRecord) -> tuple[int, str]:
+    return log.time_ns, log.record_id
+
+
+def _event_order(event: EventRecord) -> tuple[int, str]:
+    return event.time_ns or event.received_ns, event.event_key

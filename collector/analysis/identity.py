@@ -1,0 +1,330 @@
+"""Saga identity: which records belong together, and under which deterministic key.
+
+Every record yields raw identity keys (``identity_keys``). Keys found on the same record,
+records of one trace, traces joined by span links and events joined to a trace by their
+``traceparent`` are merged with union-find. A merged group is a saga when it holds at least
+one *strong* key; its saga key is the strong key with the best rule priority, ties broken
+lexicographically, so it never depends on record order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.analysis.config import CorrelationRule, SagaConfig
+from collector.normalize.records import EventRecord, LogRecord, SpanRecord
+
+# identity rule -> priority (lower wins when choosing the saga key)
+RULES = (
+    "saga.id",
+    "temporal",
+    "durabletask",
+    "masstransit",
+    "nservicebus",
+    "axon",
+    "business",
+    "correlation",
+    "conversation",
+)
+_PRIORITY = {rule: i for i, rule in enumerate(RULES)}
+
+# attribute name -> (key prefix, rule)
+_SPAN_ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "saga.id": ("saga.id", "saga.id"),
+    "temporalWorkflowID": ("temporal.workflow", "temporal"),
+    "durabletask.task.instance_id": ("durabletask", "durabletask"),
+    "messaging.masstransit.saga_id": ("masstransit.saga", "masstransit"),
+    "messaging.masstransit.correlation_id": ("corr", "correlation"),
+    "nservicebus.saga.saga_id": ("nservicebus.saga", "nservicebus"),
+    "nservicebus.conversation_id": ("conv", "conversation"),
+    "axon.sagaIdentifier": ("axon.saga", "axon"),
+}
+# CloudEvents extension names are lowercase alphanumerics
+_EVENT_EXTENSIONS: dict[str, tuple[str, str]] = {
+    "sagaid": ("saga.id", "saga.id"),
+    "correlationid": ("corr", "correlation"),
+}
+JOIN_PREFIX = "ce"  # event id / causation id: joins records, never makes a saga alone
+
+
+@dataclass(slots=True)
+class _Keys:
+    """Keys of one record: (rule priority, key) for strong ones, plain strings for join keys."""
+
+    strong: list[tuple[int, str]] = field(default_factory=list)
+    join: list[str] = field(default_factory=list)
+    business: str = ""  # "order.id=42"
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return str(value)
+
+
+def _json_path(data: Any, path: str) -> Any:
+    if isinstance(data, str | bytes) and data[:1] in ("{", b"{"):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    parts = path.split(".")
+    node = data
+    for part in parts[1:]:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _business(
+    rules: tuple[CorrelationRule, ...], attrs: dict[str, Any] | None, event: EventRecord | None
+) -> tuple[str, str]:
+    for rule in rules:
+        if rule.source == "attribute":
+            value = _text(attrs.get(rule.path)) if attrs is not None else ""
+        elif event is None:
+            continue
+        elif rule.source == "cloudevents":
+            value = _text(event.extensions.get(rule.path))
+        else:
+            value = _text(_json_path(event.data, rule.path))
+        if value:
+            return rule.key, value
+    return "", ""
+
+
+def _attribute_keys(attrs: dict[str, Any], config: SagaConfig, out: _Keys) -> None:
+    # most spans (database calls, HTTP clients) carry no identity: one C-level intersection
+    hits = config.identity_attributes.intersection(attrs)
+    if not hits:
+        return
+    business = False
+    for name in hits:
+        entry = _SPAN_ATTRIBUTES.get(name)
+        if entry is None:
+            business = True
+            continue
+        raw = attrs[name]
+        value = raw if type(raw) is str else _text(raw)
+        if value:
+            out.strong.append((_PRIORITY[entry[1]], f"{entry[0]}:{value}"))
+    if business:
+        label, value = _business(config.attribute_rules, attrs, None)
+        if value:
+            out.strong.append((_PRIORITY["business"], f"{label}:{value}"))
+            out.business = f"{label}={value}"
+
+
+def span_keys(span: SpanRecord, config: SagaConfig) -> _Keys:
+    out = _Keys()
+    _attribute_keys(span.attributes, config, out)
+    if span.messaging_conversation_id:
+        out.strong.append((_PRIORITY["conversation"], f"conv:{span.messaging_conversation_id}"))
+    return out
+
+
+def log_keys(log: LogRecord, config: SagaConfig) -> _Keys:
+    out = _Keys()
+    _attribute_keys(log.attributes, config, out)
+    return out
+
+
+def event_keys(event: EventRecord, config: SagaConfig) -> _Keys:
+    out = _Keys()
+    ext = event.extensions
+    for name in _EVENT_EXTENSIONS.keys() & ext.keys():
+        value = _text(ext[name])
+        if value:
+            prefix, rule = _EVENT_EXTENSIONS[name]
+            out.strong.append((_PRIORITY[rule], f"{prefix}:{value}"))
+    if event.id:
+        out.join.append(f"{JOIN_PREFIX}:{event.id}")
+    cause = _text(ext.get("causationid"))
+    if cause:
+        out.join.append(f"{JOIN_PREFIX}:{cause}")
+    if config.correlation:
+        label, value = _business(config.correlation, None, event)
+        if value:
+            out.strong.append((_PRIORITY["business"], f"{label}:{value}"))
+            out.business = f"{label}={value}"
+    return out
+
+
+def identity_keys(record: SpanRecord | LogRecord | EventRecord, config: SagaConfig) -> list[str]:
+    """Raw identity keys one record carries on its own (trace membership aside), sorted.
+
+    E.g. ``saga.id:abc``, ``temporal.workflow:wf-1``, ``conv:xyz``, ``corr:order-42``,
+    ``order.id:42`` and, for events, ``ce:<id>`` / ``ce:<causationid>`` join keys.
+    """
+    if isinstance(record, SpanRecord):
+        keys = span_keys(record, config)
+    elif isinstance(record, LogRecord):
+        keys = log_keys(record, config)
+    else:
+        keys = event_keys(record, config)
+    return sorted({k for _, k in keys.strong} | set(keys.join))
+
+
+def rule_of(key_priority: int) -> str:
+    return RULES[key_priority]
+
+
+@dataclass(slots=True)
+class Resolution:
+    """Who belongs to which saga, as found by ``resolve_identity``."""
+
+    trace_saga: dict[str, str]  # trace id -> saga key
+    log_saga: list[str]  # parallel to the logs passed in; "" for none
+    event_saga: list[str]  # parallel to the events passed in; "" for none
+    identity: dict[str, str]  # raw identity key -> saga key
+    rule: dict[str, str]  # saga key -> identity rule that produced it
+    business: dict[str, set[str]]  # saga key -> {"order.id=42"}
+
+
+class _UnionFind:
+    __slots__ = ("parent",)
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        parent = self.parent
+        root = parent.get(x)
+        if root is None:
+            parent[x] = x
+            return x
+        while True:
+            up = parent[root]
+            if up == root:
+                break
+            root = up
+        while x != root:
+            nxt = parent[x]
+            parent[x] = root
+            x = nxt
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # deterministic orientation keeps the structure independent of arrival order
+            if ra < rb:
+                self.parent[rb] = ra
+            else:
+                self.parent[ra] = rb
+
+
+def resolve_identity(
+    spans: Sequence[SpanRecord],
+    logs: Sequence[LogRecord],
+    events: Sequence[EventRecord],
+    config: SagaConfig,
+) -> Resolution:
+    """Merge identity keys over all records and assign each saga its deterministic key."""
+    uf = _UnionFind()
+    strong: dict[str, int] = {}
+    business_of: dict[str, set[str]] = {}
+    key_nodes: set[str] = set()
+    trace_nodes: dict[str, str] = {}
+
+    def trace_node(trace_id: str) -> str:
+        node = trace_nodes.get(trace_id)
+        if node is None:
+            node = trace_nodes[trace_id] = "trace:" + trace_id
+            uf.find(node)
+        return node
+
+    def absorb(anchor: str, keys: _Keys) -> None:
+        for prio, key in keys.strong:
+            strong[key] = prio
+            key_nodes.add(key)
+            uf.union(anchor, key)
+        for key in keys.join:
+            key_nodes.add(key)
+            uf.union(anchor, key)
+        if keys.business:
+            business_of.setdefault(anchor, set()).add(keys.business)
+
+    absorbed: dict[str, list[tuple[int, str]]] = {}  # trace node -> keys last merged into it
+    for span in spans:
+        node = trace_nodes.get(span.trace_id) or trace_node(span.trace_id)
+        keys = span_keys(span, config)
+        # spans of one trace mostly repeat the same keys: skip the union work for repeats
+        if keys.strong and absorbed.get(node) != keys.strong:
+            absorbed[node] = keys.strong
+            absorb(node, keys)
+        for link in span.links:
+            linked = link.get("trace_id")
+            if linked:
+                uf.union(node, trace_node(linked))
+
+    log_anchor: list[str] = []
+    for log in logs:
+        keys = log_keys(log, config)
+        if log.trace_id:
+            anchor = trace_node(log.trace_id)
+        elif keys.strong:
+            anchor = keys.strong[0][1]
+        else:
+            log_anchor.append("")
+            continue
+        absorb(anchor, keys)
+        log_anchor.append(anchor)
+
+    event_anchor: list[str] = []
+    for event in events:
+        keys = event_keys(event, config)
+        if event.trace_id:
+            anchor = trace_node(event.trace_id)
+        elif keys.strong:
+            anchor = keys.strong[0][1]
+        elif keys.join:
+            anchor = keys.join[0]
+        else:
+            event_anchor.append("")
+            continue
+        absorb(anchor, keys)
+        event_anchor.append(anchor)
+
+    best: dict[str, tuple[int, str]] = {}
+    for key, prio in strong.items():
+        root = uf.find(key)
+        cand = (prio, key)
+        cur = best.get(root)
+        if cur is None or cand < cur:
+            best[root] = cand
+
+    def saga_of(node: str) -> str:
+        if not node:
+            return ""
+        found = best.get(uf.find(node))
+        return found[1] if found else ""
+
+    trace_saga = {}
+    for trace_id, node in trace_nodes.items():
+        saga = saga_of(node)
+        if saga:
+            trace_saga[trace_id] = saga
+    identity = {}
+    for key in key_nodes:
+        saga = saga_of(key)
+        if saga:
+            identity[key] = saga
+    business: dict[str, set[str]] = {}
+    for anchor, values in business_of.items():
+        saga = saga_of(anchor)
+        if saga:
+            business.setdefault(saga, set()).update(values)
+    rule = {key: RULES[prio] for prio, key in best.values()}
+    return Resolution(
+        trace_saga=trace_saga,
+        log_saga=[saga_of(a) for a in log_anchor],
+        event_saga=[saga_of(a) for a in event_anchor],
+        identity=identity,
+        rule=rule,
+        business=business,
+    )

@@ -1,0 +1,255 @@
+"""Read-only query API served on the collector's HTTP port under /api/v1."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from collector.store.queries import QueryError, Reader, SagaFilter
+
+if TYPE_CHECKING:
+    from collector.service import Collector
+
+
+class _JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        import json
+
+        return json.dumps(
+            content, ensure_ascii=False, default=str, allow_nan=False, separators=(",", ":")
+        ).encode()
+
+
+def error(status: int, message: str) -> Response:
+    return _JSON({"error": message}, status_code=status)
+
+
+def _int(params: Any, name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise QueryError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def parse_time_ns(raw: str | None, name: str) -> int:
+    """Accept integer ns since the epoch or an ISO 8601 time."""
+    if not raw:
+        return 0
+    if raw.isdigit():
+        return int(raw)
+    from datetime import datetime
+
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"{name} must be ns since the epoch or ISO 8601, got {raw!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1e9)
+
+
+def saga_filter_from_params(params: Any) -> SagaFilter:
+    """Build a SagaFilter from query parameters (shared by the API and the CLI)."""
+
+    def multi(name: str) -> tuple[str, ...]:
+        values = params.getlist(name) if hasattr(params, "getlist") else [params.get(name)]
+        return tuple(v for raw in values if raw for v in str(raw).split(",") if v)
+
+    return SagaFilter(
+        status=multi("status"),
+        saga_type=multi("type"),
+        service=params.get("service") or "",
+        from_ns=parse_time_ns(params.get("from"), "from"),
+        to_ns=parse_time_ns(params.get("to"), "to"),
+        finding_kind=params.get("finding") or "",
+        q=params.get("q") or "",
+        sort=params.get("sort") or "started",
+        descending=(params.get("order") or "desc").lower() != "asc",
+        limit=_int(params, "limit", 50),
+        offset=_int(params, "offset", 0),
+    )
+
+
+def expected_flow(config: dict[str, Any], saga_type: str) -> list[dict[str, str]] | None:
+    """The steps the definitions file expects for a saga type, in order, or None."""
+    definition = (config.get("sagas") or {}).get(saga_type)
+    if not isinstance(definition, dict):
+        return None
+    steps = []
+    for step in definition.get("steps") or []:
+        if isinstance(step, str):
+            steps.append({"name": step, "compensation": ""})
+        elif isinstance(step, dict) and step.get("name"):
+            steps.append(
+                {"name": str(step["name"]), "compensation": str(step.get("compensation") or "")}
+            )
+    return steps or None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def api_routes(collector: Collector) -> list[Route]:
+    def guarded(fn: Callable[[Reader, Request], Any]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            if not collector.authorized(request.headers.get("authorization")):
+                return error(401, "missing or invalid bearer token")
+
+            def run() -> Any:
+                reader = collector.reader()
+                try:
+                    return fn(reader, request)
+                finally:
+                    reader.conn.close()
+
+            try:
+                # Queries run off the event loop so ingest keeps flowing meanwhile.
+                result = await asyncio.to_thread(run)
+            except QueryError as exc:
+                return error(400, str(exc))
+            if isinstance(result, Response):
+                return result
+            return _JSON(result)
+
+        return endpoint
+
+    def sagas(reader: Reader, request: Request) -> Any:
+        f = saga_filter_from_params(request.query_params)
+        rows, total = reader.list_sagas(f)
+        return {
+            "sagas": rows,
+            "total": total,
+            "limit": f.limit,
+            "offset": f.offset,
+            "pages": math.ceil(total / f.limit) if total else 0,
+        }
+
+    def saga(reader: Reader, request: Request) -> Any:
+        key = request.path_params["key"]
+        records = request.query_params.get("records", "1") not in ("0", "false")
+        found = reader.get_saga(key, records=records)
+        return found if found is not None else error(404, f"no saga with key {key!r}")
+
+    def findings(reader: Reader, request: Request) -> Any:
+        q = request.query_params
+        rows, total = reader.list_findings(
+            kind=q.get("kind", ""),
+            saga_key=q.get("saga", ""),
+            include_acknowledged=q.get("all", "") in ("1", "true"),
+            limit=_int(q, "limit", 100),
+            offset=_int(q, "offset", 0),
+        )
+        return {"findings": rows, "total": total}
+
+    def trace(reader: Reader, request: Request) -> Any:
+        trace_id = request.path_params["trace_id"].lower()
+        spans = reader.trace_spans(trace_id)
+        if not spans:
+            return error(404, f"no spans for trace {trace_id!r}")
+        return {"trace_id": trace_id, "spans": spans, "logs": reader.trace_logs(trace_id)}
+
+    def stats(reader: Reader, request: Request) -> Any:
+        return {"counts": reader.counts(), "status": reader.status_counts()}
+
+    def overview(reader: Reader, request: Request) -> Any:
+        return {
+            "counts": reader.counts(),
+            "status": reader.status_counts(),
+            "throughput": reader.throughput(),
+            "durations": reader.duration_percentiles(),
+            "types": reader.saga_types(),
+            "services": reader.services(),
+        }
+
+    def flow(reader: Reader, request: Request) -> Any:
+        saga_type = request.path_params["saga_type"]
+        result = reader.flow(saga_type)
+        result["expected"] = expected_flow(collector.settings.config or {}, saga_type)
+        return result
+
+    def rejections(reader: Reader, request: Request) -> Any:
+        return {"rejections": reader.rejections(_int(request.query_params, "limit", 100))}
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise QueryError("request body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise QueryError("request body must be a JSON object")
+        return body
+
+    def writing(fn: Callable[[Any, int, dict[str, Any], Request], Any]) -> Handler:
+        """A write that goes through the single writer and lands in the audit log."""
+
+        async def endpoint(request: Request) -> Response:
+            import time
+
+            from collector.audit import AuditError
+
+            if not collector.authorized(request.headers.get("authorization")):
+                return error(401, "missing or invalid bearer token")
+            try:
+                body = await read_json(request)
+                at = time.time_ns()
+                result = await asyncio.wrap_future(
+                    collector.writer.run(lambda conn: fn(conn, at, body, request))
+                )
+            except (QueryError, AuditError) as exc:
+                return error(400, str(exc))
+            if result is None:
+                return error(404, "not found")
+            return _JSON(result)
+
+        return endpoint
+
+    def acknowledge(conn: Any, at: int, body: dict[str, Any], request: Request) -> Any:
+        from collector.audit import acknowledge_finding
+
+        actor = str(body.get("by") or "").strip()
+        if not actor:
+            raise QueryError("'by' (who acknowledges) is required")
+        return acknowledge_finding(
+            conn, at, request.path_params["finding_id"], actor, str(body.get("note") or "")
+        )
+
+    def record_action(conn: Any, at: int, body: dict[str, Any], request: Request) -> Any:
+        from collector.audit import append_audit
+
+        details = body.get("details") or {}
+        if not isinstance(details, dict):
+            raise QueryError("'details' must be a JSON object")
+        return append_audit(
+            conn, at, str(body.get("actor") or "unknown"), str(body.get("action") or ""), details
+        )
+
+    def audit(reader: Reader, request: Request) -> Any:
+        from dashboard.report import verify_audit_log
+
+        rows = reader._all("SELECT * FROM audit_log ORDER BY seq")
+        report = verify_audit_log(rows)
+        return {"entries": rows, "verified": report.ok, "problems": report.problems}
+
+    return [
+        Route("/api/v1/findings/{finding_id}/ack", writing(acknowledge), methods=["POST"]),
+        Route("/api/v1/audit", writing(record_action), methods=["POST"]),
+        Route("/api/v1/audit", guarded(audit)),
+        Route("/api/v1/sagas", guarded(sagas)),
+        Route("/api/v1/sagas/{key:path}", guarded(saga)),
+        Route("/api/v1/findings", guarded(findings)),
+        Route("/api/v1/traces/{trace_id}", guarded(trace)),
+        Route("/api/v1/stats", guarded(stats)),
+        Route("/api/v1/overview", guarded(overview)),
+        Route("/api/v1/flow/{saga_type:path}", guarded(flow)),
+        Route("/api/v1/rejections", guarded(rejections)),
+    ]

@@ -1,0 +1,102 @@
+"""The collector's HTTP application: OTLP/HTTP, CloudEvents, the query API, health, metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector as MetricsSource
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from collector.api import api_routes
+from collector.receivers import otlp_http
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client import Metric
+
+    from collector.service import Collector
+
+
+class _Metrics(MetricsSource):
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.collector.writer.stats
+        counters = [
+            ("sagalens_records_received", "Records offered by exporters and taps", s.received),
+            ("sagalens_records_stored", "Records stored (new rows)", s.stored),
+            ("sagalens_records_duplicates", "Records already stored (retries)", s.duplicates),
+            ("sagalens_records_rejected", "Items rejected as unstorable", s.rejected),
+            ("sagalens_overloaded", "Requests refused because the queue was full", s.overloaded),
+            ("sagalens_commits", "Write transactions committed", s.commits),
+            ("sagalens_commit_seconds", "Time spent committing", s.commit_seconds_total),
+        ]
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "sagalens_queue_rows",
+            "Rows waiting in the write queue",
+            value=self.collector.writer.pending_rows,
+        )
+        yield GaugeMetricFamily(
+            "sagalens_last_commit_seconds",
+            "Latency of the last commit",
+            value=s.last_commit_seconds,
+        )
+        runner = self.collector.runner
+        yield GaugeMetricFamily(
+            "sagalens_analysis_dirty", "Traces waiting for analysis", value=runner.backlog
+        )
+        yield CounterMetricFamily(
+            "sagalens_analysis_runs", "Incremental analysis passes", value=runner.runs
+        )
+        requests = CounterMetricFamily(
+            "sagalens_http_requests",
+            "HTTP ingest requests by path and status",
+            labels=["path", "status"],
+        )
+        for (path, status), n in sorted(self.collector.http_requests.items()):
+            requests.add_metric([path, str(status)], n)
+        yield requests
+
+
+def build_app(collector: Collector) -> Starlette:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_Metrics(collector))
+
+    async def traces(request: Request) -> Response:
+        return await otlp_http.export(collector, request, "traces")
+
+    async def logs(request: Request) -> Response:
+        return await otlp_http.export(collector, request, "logs")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "schema_version": collector.writer.schema_version,
+                "queue_rows": collector.writer.pending_rows,
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    routes = [
+        Route("/v1/traces", traces, methods=["POST"]),
+        Route("/v1/logs", logs, methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+        *api_routes(collector),
+    ]
+    from collector.receivers.extra import extra_routes
+
+    routes.extend(extra_routes(collector))
+    return Starlette(routes=routes)

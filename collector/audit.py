@@ -1,0 +1,69 @@
+"""Append-only, hash-chained log of sagalens' own actions (exports, config, acknowledgements)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import duckdb
+
+from collector.store.columns import to_json
+from dashboard.report.audit_log import chain_entry
+
+ACTION = re.compile(r"^[a-z]+(\.[a-z_]+)+$")
+
+
+class AuditError(ValueError):
+    """A malformed audit entry request."""
+
+
+def append_audit(
+    conn: duckdb.DuckDBPyConnection, at_ns: int, actor: str, action: str, details: dict[str, Any]
+) -> dict[str, Any]:
+    """Append one chained entry; run inside the writer's transaction so seq stays gap-free."""
+    if not ACTION.match(action):
+        raise AuditError(f"action must look like 'area.verb', got {action!r}")
+    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, None)
+    entry = chain_entry(prev, seq, at_ns, actor, action, details)
+    conn.execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            entry["seq"],
+            entry["at_ns"],
+            entry["actor"],
+            entry["action"],
+            to_json(entry["details"]),
+            entry["prev_hash"],
+            entry["hash"],
+        ],
+    )
+    return entry
+
+
+def acknowledge_finding(
+    conn: duckdb.DuckDBPyConnection, at_ns: int, finding_id: str, actor: str, note: str
+) -> dict[str, Any] | None:
+    """Mark a finding acknowledged and record who did it; None when there is no such finding."""
+    row = conn.execute(
+        "SELECT saga_key, kind, step FROM findings WHERE finding_id = ?", [finding_id]
+    ).fetchone()
+    if row is None:
+        return None
+    conn.execute(
+        "UPDATE findings SET acknowledged_ns = ?, acknowledged_by = ? WHERE finding_id = ?",
+        [at_ns, actor, finding_id],
+    )
+    return append_audit(
+        conn,
+        at_ns,
+        actor,
+        "finding.acknowledged",
+        {
+            "finding_id": finding_id,
+            "saga_key": row[0],
+            "kind": row[1],
+            "step": row[2],
+            "note": note,
+        },
+    )

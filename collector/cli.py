@@ -1,0 +1,592 @@
+"""The ``sagalens`` command. Domain errors become click exceptions only here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from collector.client import SourceError, open_source
+from collector.service import DEFAULT_MAX_BODY, Settings
+
+DEFAULT_DB = "sagalens.duckdb"
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    if not path:
+        return {}
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise click.ClickException(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.ClickException(f"config file {path} must hold a mapping at the top level")
+    from collector.analysis.config import ConfigError, SagaConfig
+    from collector.receivers.taps import TapConfigError, parse_taps
+
+    try:
+        SagaConfig.from_dict({k: v for k, v in data.items() if k != "taps"})
+        parse_taps(data.get("taps"))
+    except (ConfigError, TapConfigError) as exc:
+        raise click.ClickException(f"config file {path}: {exc}") from exc
+    return data
+
+
+def _source(collector: str, db: str, token: str) -> Any:
+    try:
+        return open_source(collector, db, token)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+db_option = click.option("--db", envvar="SAGALENS_DB", default="", help="DuckDB file to read.")
+collector_option = click.option(
+    "--collector",
+    "collector_url",
+    envvar="SAGALENS_COLLECTOR",
+    default="",
+    help="Collector base URL, e.g. http://127.0.0.1:4318.",
+)
+token_option = click.option(
+    "--token", envvar="SAGALENS_TOKEN", default="", help="Bearer token for ingest and API requests."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sagalens")
+def main() -> None:
+    """sagalens: saga observability and audit."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+
+def collector_settings(
+    db: str,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    config: str,
+    token: str,
+    max_body: int,
+    max_queue_rows: int,
+    analysis: bool = True,
+) -> Settings:
+    return Settings(
+        db=db,
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        token=token,
+        config_file=config,
+        config=_load_config(config),
+        max_body_bytes=max_body,
+        max_pending_rows=max_queue_rows,
+        analysis=analysis,
+    )
+
+
+def _collector_options(fn: Any) -> Any:
+    options = [
+        click.option(
+            "--db",
+            envvar="SAGALENS_DB",
+            default=DEFAULT_DB,
+            show_default=True,
+            help="DuckDB file (created if missing).",
+        ),
+        click.option("--host", envvar="SAGALENS_HOST", default="127.0.0.1", show_default=True),
+        click.option(
+            "--http-port", envvar="SAGALENS_HTTP_PORT", type=int, default=4318, show_default=True
+        ),
+        click.option(
+            "--grpc-port", envvar="SAGALENS_GRPC_PORT", type=int, default=4317, show_default=True
+        ),
+        click.option(
+            "--config",
+            envvar="SAGALENS_CONFIG",
+            default="",
+            help="Saga definitions / collector config file (YAML).",
+        ),
+        token_option,
+        click.option(
+            "--max-body",
+            envvar="SAGALENS_MAX_BODY",
+            type=int,
+            default=DEFAULT_MAX_BODY,
+            show_default=True,
+            help="Largest request body after decompression, bytes.",
+        ),
+        click.option(
+            "--analysis/--no-analysis",
+            envvar="SAGALENS_ANALYSIS",
+            default=True,
+            show_default=True,
+            help="Analyse sagas as records arrive.",
+        ),
+        click.option(
+            "--max-queue-rows",
+            envvar="SAGALENS_MAX_QUEUE_ROWS",
+            type=int,
+            default=20_000,
+            show_default=True,
+            help="Rows the write queue may hold before ingest answers 503.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command("collector")
+@_collector_options
+@click.option(
+    "--tap",
+    "taps",
+    multiple=True,
+    envvar="SAGALENS_TAP",
+    metavar="URL",
+    help="Broker tap, repeatable: amqp://guest:guest@host:5672/?exchange=orders"
+    "&binding=#  nats://host:4222?subject=orders.>  kafka://host:9092?topic=orders",
+)
+@click.option(
+    "--sweep-interval",
+    envvar="SAGALENS_SWEEP_INTERVAL",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Seconds between stall sweeps over open sagas.",
+)
+def collector_cmd(
+    sweep_interval: float,
+    db: str,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    config: str,
+    token: str,
+    max_body: int,
+    analysis: bool,
+    max_queue_rows: int,
+    taps: tuple[str, ...],
+) -> None:
+    """Run the collector: OTLP, CloudEvents and taps in; query API out."""
+    from collector.receivers.taps import TapConfigError, tap_from_url
+    from collector.server import run
+
+    settings = collector_settings(
+        db, host, http_port, grpc_port, config, token, max_body, max_queue_rows, analysis
+    )
+    settings.sweep_interval_s = sweep_interval
+    try:
+        settings.taps = [*(settings.config.pop("taps", None) or []), *map(tap_from_url, taps)]
+    except TapConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run(settings)
+
+
+def _dashboard_process(
+    collector_url: str, db: str, port: int, token: str
+) -> subprocess.Popen[bytes]:
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    env = dict(os.environ)
+    env["SAGALENS_COLLECTOR"] = collector_url
+    env["SAGALENS_DB"] = db if not collector_url else ""
+    env["SAGALENS_TOKEN"] = token
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.address",
+            "127.0.0.1",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+
+
+@main.command("dashboard")
+@collector_option
+@db_option
+@click.option("--port", envvar="SAGALENS_DASHBOARD_PORT", type=int, default=8501, show_default=True)
+@token_option
+def dashboard_cmd(collector_url: str, db: str, port: int, token: str) -> None:
+    """Run the dashboard against a collector (live) or a DuckDB file (offline)."""
+    if not collector_url and not db:
+        collector_url = "http://127.0.0.1:4318"
+    proc = _dashboard_process(collector_url, db, port, token)
+    try:
+        raise SystemExit(proc.wait())
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise click.ClickException("the collector exited during start-up (see above)")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise click.ClickException(f"the collector did not become healthy at {url}")
+
+
+def _run_up(opts: dict[str, Any], demo: bool) -> None:
+    db, host, config, token = opts["db"], opts["host"], opts["config"], opts["token"]
+    http_port, grpc_port, port = opts["http_port"], opts["grpc_port"], opts["port"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "collector.cli",
+        "collector",
+        "--db",
+        db,
+        "--host",
+        host,
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+    ]
+    if config:
+        cmd += ["--config", config]
+    cmd += ["--max-body", str(opts["max_body"]), "--max-queue-rows", str(opts["max_queue_rows"])]
+    if not opts["analysis"]:
+        cmd.append("--no-analysis")
+    env = dict(os.environ, SAGALENS_TOKEN=token)
+    procs: list[Any] = []
+    # Own sessions: Ctrl-C reaches only this process, which stops the demo traffic first and
+    # then the children in order, so nothing in flight is lost.
+    collector = subprocess.Popen(cmd, env=env, start_new_session=True)
+    procs.append(collector)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{http_port}"
+    stop = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    traffic = None
+    try:
+        _wait_healthy(url, collector)
+        procs.append(_dashboard_process(url, "", port, token))
+        if demo:
+            from sample_data.traffic import DemoTraffic
+
+            traffic = DemoTraffic(url, f"{host}:{grpc_port}", token=token).start()
+        click.echo(
+            f"sagalens is up: dashboard http://127.0.0.1:{port}  collector {url}"
+            f"  store {db}\nPress Ctrl-C to stop."
+        )
+        while not stop["now"] and all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _up_options(fn: Any) -> Any:
+    fn = click.option(
+        "--port", envvar="SAGALENS_DASHBOARD_PORT", type=int, default=8501, show_default=True
+    )(fn)
+    return _collector_options(fn)
+
+
+@main.command("up")
+@_up_options
+def up_cmd(**opts: Any) -> None:
+    """Collector and dashboard together on the embedded DuckDB default."""
+    _run_up(opts, demo=False)
+
+
+@main.command("demo")
+@_up_options
+def demo_cmd(**opts: Any) -> None:
+    """`up` plus live sample traffic from both sample systems."""
+    if not opts["config"]:
+        from sample_data import DEMO_CONFIG
+
+        opts["config"] = str(DEMO_CONFIG)
+    _run_up(opts, demo=True)
+
+
+@main.command("sagas")
+@collector_option
+@db_option
+@token_option
+@click.option("--status", default="", help="Comma-separated statuses.")
+@click.option("--type", "saga_type", default="", help="Saga type.")
+@click.option("--finding", default="", help="Only sagas with an open finding of this kind.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sagas_cmd(
+    collector_url: str,
+    db: str,
+    token: str,
+    status: str,
+    saga_type: str,
+    finding: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List sagas with their status."""
+    if not collector_url and not db:
+        db = DEFAULT_DB
+    source = _source(collector_url, db, token)
+    try:
+        page = source.list_sagas(
+            {"status": status, "type": saga_type, "finding": finding, "limit": limit}
+        )
+    except (SourceError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(page, indent=2, default=str))
+        return
+    rows = page["sagas"]
+    if not rows:
+        click.echo("no sagas match")
+        return
+    width = max(len(r["saga_key"]) for r in rows)
+    for r in rows:
+        click.echo(
+            f"{r['saga_key']:<{width}}  {r['status']:<21} {r['saga_type']:<20} {r['explanation']}"
+        )
+    click.echo(f"{len(rows)} of {page['total']} sagas")
+
+
+def _completeness(source: Any) -> Any:
+    from dashboard.report import Completeness
+
+    overview = source.overview()
+    counts = overview.get("counts", {})
+    points = [b["bucket_ns"] for b in overview.get("throughput", [])]
+    gaps = []
+    if counts.get("rejections"):
+        gaps.append(
+            f"{counts['rejections']} items were rejected at ingest (see /api/v1/rejections)"
+        )
+    return Completeness(
+        sources=(source.describe(),),
+        record_counts={k: int(v) for k, v in counts.items()},
+        coverage_from_ns=min(points) if points else 0,
+        coverage_to_ns=max(points) if points else 0,
+        gaps=tuple(gaps),
+    )
+
+
+@main.command("report")
+@collector_option
+@db_option
+@token_option
+@click.option("--from", "from_", default="", help="Start of the period (ISO 8601 or ns).")
+@click.option("--to", "to", default="", help="End of the period (ISO 8601 or ns).")
+@click.option("--saga", default="", help="Report on one saga (its key).")
+@click.option("--status", default="", help="Only sagas with these statuses (comma-separated).")
+@click.option("--type", "saga_type", default="", help="Only sagas of this type.")
+@click.option("--format", "fmt", type=click.Choice(["pdf", "csv", "json", "ocel"]), required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--config",
+    envvar="SAGALENS_CONFIG",
+    default="",
+    help="Config file whose `redaction:` rules apply.",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Ed25519 private key (PEM) that signs the manifest.",
+)
+@click.option("--no-redaction", is_flag=True, help="Export unredacted values.")
+def report_cmd(
+    collector_url: str,
+    db: str,
+    token: str,
+    from_: str,
+    to: str,
+    saga: str,
+    status: str,
+    saga_type: str,
+    fmt: str,
+    out: Path,
+    config: str,
+    sign_key: Path | None,
+    no_redaction: bool,
+) -> None:
+    """Export a tamper-evident audit report (PDF, CSV, JSON Lines or OCEL 2.0)."""
+    import getpass
+    import socket
+    from importlib.metadata import version
+
+    from collector.api import parse_time_ns
+    from collector.store.queries import QueryError
+    from dashboard.report import RedactionRules, ReportError, ReportMeta, export_report
+
+    if not collector_url and not db:
+        db = DEFAULT_DB
+    source = _source(collector_url, db, token)
+    cfg = _load_config(config)
+    try:
+        from_ns, to_ns = parse_time_ns(from_, "--from"), parse_time_ns(to, "--to")
+        if no_redaction:
+            rules = RedactionRules.disabled()
+        elif "redaction" in cfg:
+            rules = RedactionRules.from_dict(cfg["redaction"])
+        else:
+            rules = RedactionRules.defaults()
+        meta = ReportMeta(
+            generated_ns=time.time_ns(),
+            generated_by=getpass.getuser(),
+            host=socket.gethostname(),
+            sagalens_version=version("sagalens"),
+            from_ns=from_ns,
+            to_ns=to_ns,
+            saga_key=saga,
+            filters={k: v for k, v in (("status", status), ("type", saga_type)) if v},
+        )
+        if saga:
+            found = source.get_saga(saga, records=False)
+            if found is None:
+                raise click.ClickException(f"no saga with key {saga!r}")
+            sagas: Any = [found]
+        else:
+            sagas = source.iter_sagas(
+                {"from": from_, "to": to, "status": status, "type": saga_type}
+            )
+        result = export_report(sagas, fmt, out, meta, _completeness(source), rules, sign_key)
+    except (ReportError, SourceError, QueryError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"wrote {', '.join(str(f) for f in result.files)} and {result.manifest}: "
+        f"{result.saga_count} sagas, {result.record_count} records, "
+        f"digest {result.data_digest}{', signed' if result.signed else ''}"
+    )
+    details = {
+        "format": fmt,
+        "out": str(out),
+        "data_digest": result.data_digest,
+        "sagas": result.saga_count,
+        "scope": meta.to_dict()["scope"],
+        "signed": result.signed,
+        "host": meta.host,
+    }
+    try:
+        recorded = source.record_action(meta.generated_by, "report.exported", details)
+    except SourceError as exc:
+        raise click.ClickException(
+            f"report written but not recorded in the audit log: {exc}"
+        ) from exc
+    if not recorded:
+        click.echo("note: not recorded in the audit log (the store was opened read-only)")
+
+
+@main.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--pubkey",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Trusted Ed25519 public key (PEM) the signature must match.",
+)
+def verify_cmd(path: Path, pubkey: Path | None) -> None:
+    """Check an exported report's hash chain, file digests and signature."""
+    from dashboard.report import VerifyError, verify
+
+    try:
+        report = verify(path, pubkey)
+    except VerifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report.summary())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@main.command("import")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--db",
+    envvar="SAGALENS_DB",
+    default="",
+    help=f"DuckDB file to write (default {DEFAULT_DB}); no collector may hold it.",
+)
+@collector_option
+@token_option
+@click.option(
+    "--config",
+    envvar="SAGALENS_CONFIG",
+    default="",
+    help="Saga definitions file (YAML) for the analysis after a --db import.",
+)
+def import_cmd(
+    files: tuple[Path, ...], db: str, collector_url: str, token: str, config: str
+) -> None:
+    """Import OTLP JSON lines and CloudEvents files (JSON, JSON array, JSONL)."""
+    from collector.importer import ImporterError, import_into_db, import_via_collector
+
+    if db and collector_url:
+        raise click.ClickException("use either --db or --collector, not both")
+    cfg = {k: v for k, v in _load_config(config).items() if k != "taps"}
+    paths = list(files)
+    total = sum(p.stat().st_size for p in paths)
+    with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
+        try:
+            if collector_url:
+                summary = import_via_collector(paths, collector_url, token, bar.update)
+            else:
+                summary = import_into_db(paths, db or DEFAULT_DB, cfg, bar.update)
+        except ImporterError as exc:
+            raise click.ClickException(str(exc)) from exc
+    sent = (
+        f", sent over OTLP (stored or already present) {summary.accepted}" if collector_url else ""
+    )
+    click.echo(
+        f"{summary.files} file(s): stored {summary.stored}, duplicates {summary.duplicates}"
+        f"{sent}, rejected {len(summary.rejected)}"
+    )
+    for file, line, reason in summary.rejected[:50]:
+        click.echo(f"  {file}:{line}: {reason}")
+    if len(summary.rejected) > 50:
+        click.echo(f"  ... and {len(summary.rejected) - 50} more (see the rejections table)")
+
+
+if __name__ == "__main__":
+    main()

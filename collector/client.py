@@ -1,0 +1,192 @@
+"""Where readers get data: the collector's query API (live) or a DuckDB file (offline).
+
+Both sources answer the same questions with the same JSON shapes, so the dashboard, the
+``sagas`` command and the report exporter do not care which one they have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any, Protocol
+
+import duckdb
+import httpx
+
+from collector.api import saga_filter_from_params
+from collector.store.queries import Reader
+
+
+class SourceError(Exception):
+    """The data source could not answer (unreachable collector, bad file, bad request)."""
+
+
+class Source(Protocol):
+    def list_sagas(self, params: dict[str, Any]) -> dict[str, Any]: ...
+    def get_saga(self, key: str, records: bool = True) -> dict[str, Any] | None: ...
+    def list_findings(self, params: dict[str, Any]) -> dict[str, Any]: ...
+    def overview(self) -> dict[str, Any]: ...
+    def flow(self, saga_type: str) -> dict[str, Any]: ...
+    def iter_sagas(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]: ...
+    def describe(self) -> str: ...
+    def record_action(self, actor: str, action: str, details: dict[str, Any]) -> bool: ...
+
+
+class ApiSource:
+    """Reads through a running collector's /api/v1."""
+
+    def __init__(self, url: str, token: str = "", timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def describe(self) -> str:
+        return f"collector {self.url}"
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            r = self.http.get(
+                path, params={k: v for k, v in (params or {}).items() if v not in (None, "")}
+            )
+        except httpx.HTTPError as exc:
+            raise SourceError(f"cannot reach the collector at {self.url}: {exc}") from exc
+        if r.status_code == 404:
+            return None
+        if r.status_code >= 400:
+            try:
+                message = r.json().get("error", r.text)
+            except ValueError:
+                message = r.text
+            raise SourceError(f"collector answered {r.status_code}: {message}")
+        return r.json()
+
+    def list_sagas(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._get("/api/v1/sagas", params))
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            r = self.http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"cannot reach the collector at {self.url}: {exc}") from exc
+        if r.status_code >= 400:
+            raise SourceError(f"collector answered {r.status_code}: {r.text}")
+        return r.json()
+
+    def record_action(self, actor: str, action: str, details: dict[str, Any]) -> bool:
+        """Append to the collector's audit log."""
+        self._post("/api/v1/audit", {"actor": actor, "action": action, "details": details})
+        return True
+
+    def acknowledge(self, finding_id: str, by: str, note: str = "") -> dict[str, Any]:
+        from urllib.parse import quote
+
+        return dict(
+            self._post(
+                f"/api/v1/findings/{quote(finding_id, safe='')}/ack", {"by": by, "note": note}
+            )
+        )
+
+    def get_saga(self, key: str, records: bool = True) -> dict[str, Any] | None:
+        from urllib.parse import quote
+
+        found = self._get(f"/api/v1/sagas/{quote(key, safe='')}", {"records": int(records)})
+        return dict(found) if found is not None else None
+
+    def list_findings(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._get("/api/v1/findings", params))
+
+    def overview(self) -> dict[str, Any]:
+        return dict(self._get("/api/v1/overview"))
+
+    def flow(self, saga_type: str) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        return dict(self._get(f"/api/v1/flow/{quote(saga_type, safe='')}"))
+
+    def iter_sagas(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = self.list_sagas(
+                {**params, "limit": 500, "offset": offset, "sort": "key", "order": "asc"}
+            )
+            for row in page["sagas"]:
+                full = self.get_saga(row["saga_key"], records=False)
+                if full is not None:
+                    yield full
+            offset += len(page["sagas"])
+            if not page["sagas"] or offset >= page["total"]:
+                return
+
+
+class DbSource:
+    """Reads a DuckDB file opened read-only (no collector may hold it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.conn = duckdb.connect(path, read_only=True)
+        except duckdb.Error as exc:
+            raise SourceError(
+                f"cannot open {path} read-only: {exc}. If a collector is running on it, "
+                "use --collector URL instead."
+            ) from exc
+        self.reader = Reader(self.conn)
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    def record_action(self, actor: str, action: str, details: dict[str, Any]) -> bool:
+        """A read-only file cannot take audit entries; the caller says so."""
+        return False
+
+    def list_sagas(self, params: dict[str, Any]) -> dict[str, Any]:
+        f = saga_filter_from_params(_Params(params))
+        rows, total = self.reader.list_sagas(f)
+        return {"sagas": rows, "total": total, "limit": f.limit, "offset": f.offset}
+
+    def get_saga(self, key: str, records: bool = True) -> dict[str, Any] | None:
+        return self.reader.get_saga(key, records=records)
+
+    def list_findings(self, params: dict[str, Any]) -> dict[str, Any]:
+        rows, total = self.reader.list_findings(
+            kind=params.get("kind", ""),
+            saga_key=params.get("saga", ""),
+            limit=int(params.get("limit", 100)),
+            offset=int(params.get("offset", 0)),
+        )
+        return {"findings": rows, "total": total}
+
+    def overview(self) -> dict[str, Any]:
+        r = self.reader
+        return {
+            "counts": r.counts(),
+            "status": r.status_counts(),
+            "throughput": r.throughput(),
+            "durations": r.duration_percentiles(),
+            "types": r.saga_types(),
+            "services": r.services(),
+        }
+
+    def flow(self, saga_type: str) -> dict[str, Any]:
+        return self.reader.flow(saga_type)
+
+    def iter_sagas(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        f = saga_filter_from_params(_Params(params))
+        yield from self.reader.iter_sagas(replace(f, limit=50, offset=0))
+
+
+class _Params(dict[str, Any]):
+    def getlist(self, name: str) -> list[Any]:
+        v = self.get(name)
+        if v is None:
+            return []
+        return list(v) if isinstance(v, list | tuple) else [v]
+
+
+def open_source(collector_url: str = "", db: str = "", token: str = "") -> Source:
+    """The API when a collector URL is given, else the file read-only."""
+    if collector_url:
+        return ApiSource(collector_url, token)
+    if db:
+        return DbSource(db)
+    raise SourceError("give --collector URL or --db PATH")

@@ -1,0 +1,449 @@
+"""Runs the pure analysis core inside the collector: incrementally after commits, and a sweep.
+
+After each commit the writer reports which traces and events it touched. The runner
+gathers every record of the sagas those touch (whole traces, traces joined by links,
+earlier sagas sharing an identity key), analyses them together and replaces the
+materialized rows of those sagas through the writer. A periodic sweep re-evaluates
+open sagas so stalls appear without new traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from collector.analysis.config import SagaConfig
+from collector.analysis.identity import identity_keys
+from collector.analysis.model import AnalysisResult, Saga, Step
+from collector.analysis.stats import LearnedStats, learn_stats
+from collector.normalize.records import EventRecord, LogRecord, SpanRecord
+from collector.store.columns import to_json
+from collector.store.records_io import load_events, load_logs, load_spans
+
+if TYPE_CHECKING:
+    from collector.service import Collector
+    from collector.store.writer import CommitInfo
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = ("running", "stalled")
+
+
+@dataclass
+class Working:
+    """The records gathered for one analysis pass."""
+
+    trace_ids: set[str] = field(default_factory=set)
+    event_keys: set[str] = field(default_factory=set)
+    spans: list[SpanRecord] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    old_sagas: set[str] = field(default_factory=set)
+
+
+def _unnest(conn: duckdb.DuckDBPyConnection, sql: str, values: list[str]) -> list[tuple[Any, ...]]:
+    if not values:
+        return []
+    return conn.execute(sql, [values]).fetchall()
+
+
+def gather(
+    conn: duckdb.DuckDBPyConnection,
+    trace_ids: set[str],
+    event_keys: set[str],
+    config: SagaConfig,
+    max_rounds: int = 6,
+) -> Working:
+    """Grow a dirty set to every record of the sagas it touches, reading with ``conn``."""
+    w = Working()
+    new_traces, new_events = set(trace_ids), set(event_keys)
+    seen_keys: set[str] = set()
+    for _ in range(max_rounds):
+        if not new_traces and not new_events:
+            break
+        traces, events = sorted(new_traces - w.trace_ids), sorted(new_events - w.event_keys)
+        w.trace_ids |= new_traces
+        w.event_keys |= new_events
+        spans = load_spans(conn, traces)
+        logs = load_logs(conn, traces)
+        loaded_event_keys = {e.event_key for e in w.events}
+        evs = [e for e in load_events(conn, events, traces) if e.event_key not in loaded_event_keys]
+        w.spans += spans
+        w.logs += logs
+        w.events += evs
+        w.event_keys |= {e.event_key for e in evs}
+        new_traces, new_events = set(), set()
+        # Traces joined by links, in both directions.
+        for s in spans:
+            for link in s.links:
+                tid = link.get("trace_id", "")
+                if tid and tid not in w.trace_ids:
+                    new_traces.add(tid)
+        for (tid,) in _unnest(
+            conn, "SELECT from_trace FROM trace_links WHERE to_trace IN (SELECT unnest(?))", traces
+        ):
+            new_traces.add(tid)
+        for e in evs:
+            if e.trace_id and e.trace_id not in w.trace_ids:
+                new_traces.add(e.trace_id)
+        # Earlier sagas sharing an identity key, or owning these traces/events.
+        keys: set[str] = set()
+        records: list[SpanRecord | LogRecord | EventRecord] = [*spans, *logs, *evs]
+        for rec in records:
+            keys.update(identity_keys(rec, config))
+        keys -= seen_keys
+        seen_keys |= keys
+        sagas = {
+            r[0]
+            for r in _unnest(
+                conn,
+                "SELECT saga_key FROM saga_identity WHERE identity_key IN (SELECT unnest(?))",
+                sorted(keys),
+            )
+        }
+        sagas |= {
+            r[0]
+            for r in _unnest(
+                conn,
+                "SELECT saga_key FROM saga_traces WHERE trace_id IN (SELECT unnest(?))",
+                traces,
+            )
+        }
+        sagas |= {
+            r[0]
+            for r in _unnest(
+                conn,
+                "SELECT saga_key FROM saga_events WHERE event_key IN (SELECT unnest(?))",
+                events,
+            )
+        }
+        sagas -= w.old_sagas
+        w.old_sagas |= sagas
+        for (tid,) in _unnest(
+            conn,
+            "SELECT trace_id FROM saga_traces WHERE saga_key IN (SELECT unnest(?))",
+            sorted(sagas),
+        ):
+            if tid not in w.trace_ids:
+                new_traces.add(tid)
+        for (ek,) in _unnest(
+            conn,
+            "SELECT event_key FROM saga_events WHERE saga_key IN (SELECT unnest(?))",
+            sorted(sagas),
+        ):
+            if ek not in w.event_keys:
+                new_events.add(ek)
+    return w
+
+
+def materialize(
+    conn: duckdb.DuckDBPyConnection, work: Working, result: AnalysisResult, now_ns: int
+) -> None:
+    """Replace the materialized rows of every saga this pass touched (inside a transaction)."""
+    new_keys = {s.saga_key for s in result.sagas}
+    stale = sorted(work.old_sagas | new_keys)
+    # Keep first detection time and acknowledgements of findings that persist.
+    kept: dict[str, tuple[Any, Any, Any]] = {
+        r[0]: (r[1], r[2], r[3])
+        for r in _unnest(
+            conn,
+            "SELECT finding_id, detected_ns, acknowledged_ns, acknowledged_by FROM findings "
+            "WHERE saga_key IN (SELECT unnest(?))",
+            stale,
+        )
+    }
+    for table in ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity"):
+        if stale:
+            conn.execute(f"DELETE FROM {table} WHERE saga_key IN (SELECT unnest(?))", [stale])
+    # Records whose saga changed key also drop their old membership rows.
+    if work.trace_ids:
+        conn.execute(
+            "DELETE FROM saga_traces WHERE trace_id IN (SELECT unnest(?))", [sorted(work.trace_ids)]
+        )
+    if work.event_keys:
+        conn.execute(
+            "DELETE FROM saga_events WHERE event_key IN (SELECT unnest(?))",
+            [sorted(work.event_keys)],
+        )
+    if result.identity:
+        conn.execute(
+            "DELETE FROM saga_identity WHERE identity_key IN (SELECT unnest(?))",
+            [sorted(result.identity)],
+        )
+    # Saga and Step fields are the table's columns, name for name.
+    _bulk(
+        conn, "sagas", {**_fields(Saga, result.sagas), "updated_ns": [now_ns] * len(result.sagas)}
+    )
+    _bulk(conn, "steps", _fields(Step, result.steps))
+    findings = result.findings
+    previous = [kept.get(f.finding_id, (f.detected_ns, None, None)) for f in findings]
+    _bulk(
+        conn,
+        "findings",
+        {
+            "finding_id": [f.finding_id for f in findings],
+            "saga_key": [f.saga_key for f in findings],
+            "kind": [f.kind for f in findings],
+            "severity": [f.severity for f in findings],
+            "step": [f.step for f in findings],
+            "explanation": [f.explanation for f in findings],
+            "evidence": [f.evidence for f in findings],
+            "detected_ns": [p[0] for p in previous],
+            "details": [to_json(f.details) for f in findings],
+            "acknowledged_ns": [p[1] for p in previous],
+            "acknowledged_by": [p[2] for p in previous],
+        },
+    )
+    traces: dict[str, str] = {}
+    events: dict[str, str] = {}
+    for ref, key in result.membership.items():
+        kind, _, rest = ref.partition(":")
+        if kind == "span":
+            traces.setdefault(rest.partition(":")[0], key)
+        elif kind == "event":
+            events.setdefault(rest, key)
+    _bulk(conn, "saga_traces", {"trace_id": list(traces), "saga_key": list(traces.values())})
+    _bulk(conn, "saga_events", {"event_key": list(events), "saga_key": list(events.values())})
+    _bulk(
+        conn,
+        "saga_identity",
+        {"identity_key": list(result.identity), "saga_key": list(result.identity.values())},
+    )
+    links = sorted(
+        {
+            (s.trace_id, link["trace_id"])
+            for s in work.spans
+            for link in s.links
+            if link.get("trace_id") and link["trace_id"] != s.trace_id
+        }
+    )
+    _bulk(
+        conn,
+        "trace_links",
+        {"from_trace": [a for a, _ in links], "to_trace": [b for _, b in links]},
+        ignore_conflicts=True,
+    )
+
+
+def _fields(cls: Any, items: list[Any]) -> dict[str, list[Any]]:
+    return {f.name: [getattr(x, f.name) for x in items] for f in dataclasses.fields(cls)}
+
+
+def _bulk(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: dict[str, list[Any]],
+    ignore_conflicts: bool = False,
+) -> None:
+    """Insert column lists through Arrow: one statement instead of one per row."""
+    if not columns or not next(iter(columns.values())):
+        return
+    data = pa.table(columns)
+    view = f"_bulk_{table}"
+    conn.register(view, data)
+    try:
+        names = ", ".join(columns)
+        conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+        conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {view}{conflict}")
+    finally:
+        conn.unregister(view)
+
+
+def analyze_working(
+    work: Working, config: SagaConfig, now_ns: int, learned: LearnedStats | None = None
+) -> AnalysisResult:
+    from collector.analysis.core import analyze
+
+    return analyze(work.spans, work.logs, work.events, config, now_ns, learned)
+
+
+def learn_from_store(conn: duckdb.DuckDBPyConnection, recent_sagas: int = 20_000) -> LearnedStats:
+    """Learn step-transition percentiles and terminal steps from the most recent sagas."""
+    rows = conn.execute(
+        "WITH recent AS (SELECT saga_key, saga_type FROM sagas "
+        "ORDER BY last_progress_ns DESC LIMIT ?) "
+        "SELECT s.saga_key, s.seq, s.name, s.step_type, s.service, s.start_ns, s.end_ns, "
+        "s.outcome, s.attempts, r.saga_type FROM steps s JOIN recent r USING (saga_key)",
+        [recent_sagas],
+    ).fetchall()
+    types = {r[0]: r[9] for r in rows}
+    steps = [
+        Step(
+            saga_key=r[0],
+            seq=r[1],
+            name=r[2],
+            step_type=r[3],
+            service=r[4],
+            start_ns=r[5],
+            end_ns=r[6],
+            outcome=r[7],
+            attempts=r[8],
+        )
+        for r in rows
+    ]
+    return learn_stats(steps, types)
+
+
+def data_now(conn: duckdb.DuckDBPyConnection) -> int:
+    """The latest time any stored record carries: 'now' for replayed data."""
+    row = conn.execute(
+        "SELECT greatest((SELECT max(greatest(start_ns, end_ns)) FROM spans), "
+        "(SELECT max(time_ns) FROM logs), (SELECT max(greatest(time_ns, received_ns)) FROM events))"
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def rebuild(
+    conn: duckdb.DuckDBPyConnection, config: SagaConfig, now_ns: int | None = None
+) -> AnalysisResult:
+    """Full rebuild over everything stored (offline import, benchmarks), in one transaction."""
+    traces = [r[0] for r in conn.execute("SELECT DISTINCT trace_id FROM spans").fetchall()]
+    traces += [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT trace_id FROM events WHERE trace_id <> '' "
+            "AND trace_id NOT IN (SELECT trace_id FROM spans)"
+        ).fetchall()
+    ]
+    events = [r[0] for r in conn.execute("SELECT event_key FROM events").fetchall()]
+    work = Working(trace_ids=set(traces), event_keys=set(events))
+    work.spans = load_spans(conn, traces)
+    work.logs = load_logs(conn, traces)
+    work.events = load_events(conn, events, [])
+    now = data_now(conn) if now_ns is None else now_ns
+    result = analyze_working(work, config, now)
+    conn.execute("BEGIN")
+    try:
+        for table in ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity"):
+            conn.execute(f"DELETE FROM {table}")
+        materialize(conn, work, result, now)
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _take(items: set[str], limit: int) -> set[str]:
+    """Remove and return up to ``limit`` items from ``items``."""
+    if len(items) <= limit:
+        taken = set(items)
+        items.clear()
+        return taken
+    taken = {items.pop() for _ in range(limit)}
+    return taken
+
+
+class AnalysisRunner:
+    """Background thread: incremental analysis after commits, plus a periodic stall sweep."""
+
+    def __init__(
+        self, collector: Collector, config: dict[str, Any], clock: Callable[[], int] = time.time_ns
+    ) -> None:
+        self.collector = collector
+        self.config = SagaConfig.from_dict(config.get("analysis", config) if config else {})
+        self.clock = clock
+        self._dirty_traces: set[str] = set()
+        self._dirty_events: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self.runs = 0
+        self.last_sweep = 0.0
+        self.learned: LearnedStats | None = None
+        self.max_pass_records = 2_000
+
+    @property
+    def backlog(self) -> int:
+        return len(self._dirty_traces) + len(self._dirty_events)
+
+    def mark_dirty(self, info: CommitInfo) -> None:
+        with self._lock:
+            self._dirty_traces |= info.trace_ids
+            self._dirty_events |= info.event_keys
+            self._idle.clear()
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="sagalens-analysis", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every committed record has been analysed (tests, import)."""
+        return self._idle.wait(timeout)
+
+    def _loop(self) -> None:
+        settings = self.collector.settings
+        while not self._stop.is_set():
+            self._wake.wait(timeout=settings.analysis_interval_s)
+            self._wake.clear()
+            try:
+                self.run_once()
+                if time.monotonic() - self.last_sweep >= settings.sweep_interval_s:
+                    self.sweep()
+            except Exception:
+                log.exception("analysis pass failed")
+        try:
+            self.run_once()
+        except Exception:
+            log.exception("final analysis pass failed")
+
+    def run_once(self) -> None:
+        with self._lock:
+            # Bounded passes keep memory flat under sustained ingest; the rest waits its turn.
+            traces = _take(self._dirty_traces, self.max_pass_records)
+            events = _take(self._dirty_events, self.max_pass_records)
+        if traces or events:
+            self._analyse(traces, events)
+        with self._lock:
+            if not self._dirty_traces and not self._dirty_events:
+                self._idle.set()
+            else:
+                self._wake.set()
+
+    def sweep(self) -> None:
+        """Re-evaluate open sagas against the clock so stalls surface without new records."""
+        self.last_sweep = time.monotonic()
+        cur = self.collector.writer.cursor()
+        try:
+            self.learned = learn_from_store(cur)
+            rows = cur.execute(
+                "SELECT t.trace_id FROM saga_traces t JOIN sagas s USING (saga_key) "
+                "WHERE s.status IN ('running', 'stalled')"
+            ).fetchall()
+            events = cur.execute(
+                "SELECT e.event_key FROM saga_events e JOIN sagas s USING (saga_key) "
+                "WHERE s.status IN ('running', 'stalled')"
+            ).fetchall()
+        finally:
+            cur.close()
+        if rows or events:
+            self._analyse({r[0] for r in rows}, {r[0] for r in events})
+
+    def _analyse(self, traces: set[str], events: set[str]) -> None:
+        cur = self.collector.writer.cursor()
+        try:
+            work = gather(cur, traces, events, self.config)
+        finally:
+            cur.close()
+        now = self.clock()
+        result = analyze_working(work, self.config, now, self.learned)
+        self.collector.writer.run(lambda conn: materialize(conn, work, result, now)).result()
+        self.runs += 1

@@ -1,0 +1,124 @@
+"""Running the collector: HTTP (uvicorn) and gRPC in one event loop, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+
+from collector.app import build_app
+from collector.receivers.otlp_grpc import build_grpc_server
+from collector.service import Collector, Settings
+
+log = logging.getLogger("sagalens")
+
+# Optional long-running tasks (broker taps) started beside the servers.
+TaskFactory = Callable[[Collector], list[Awaitable[None]]]
+_task_factories: list[TaskFactory] = []
+
+
+def register_task_factory(factory: TaskFactory) -> None:
+    _task_factories.append(factory)
+
+
+def _broker_taps(collector: Collector) -> list[Awaitable[None]]:
+    from collector.receivers.taps import tap_tasks
+
+    return tap_tasks(collector)
+
+
+register_task_factory(_broker_taps)
+
+
+async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting, commit what was accepted, close."""
+    collector = Collector(settings)
+    collector.start()
+    await asyncio.wrap_future(collector.writer.run(lambda conn: record_start(conn, settings)))
+    app = build_app(collector)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+    )
+    http = uvicorn.Server(config)
+    # The collector handles SIGTERM/SIGINT itself, to shut gRPC, HTTP and the writer in order.
+    setattr(http, "install_signal_handlers", lambda: None)  # noqa: B010
+    grpc_server = build_grpc_server(collector, f"{settings.host}:{settings.grpc_port}")
+    await grpc_server.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    http_task = asyncio.create_task(http.serve())
+    tasks = [asyncio.ensure_future(t) for f in _task_factories for t in f(collector)]
+    while not http.started and not http_task.done():
+        await asyncio.sleep(0.02)
+    if http_task.done():
+        await grpc_server.stop(0)
+        collector.close()
+        http_task.result()
+        raise SystemExit(f"could not start HTTP on {settings.host}:{settings.http_port}")
+    log.warning(
+        "sagalens collector: OTLP/HTTP and API on http://%s:%d, OTLP/gRPC on %s:%d, store %s",
+        settings.host,
+        settings.http_port,
+        settings.host,
+        settings.grpc_port,
+        settings.db,
+    )
+    if ready is not None:
+        ready()
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait([stop_wait, http_task], return_when=asyncio.FIRST_COMPLETED)
+    log.warning("sagalens collector: shutting down")
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    http.should_exit = True
+    await grpc_server.stop(5)
+    await http_task
+    await asyncio.to_thread(collector.close)
+    log.warning("sagalens collector: stopped, store closed")
+
+
+def record_start(conn: Any, settings: Settings) -> None:
+    """Audit the configuration the collector runs with, when it differs from the last start."""
+    import getpass
+    import hashlib
+    import time
+
+    from collector.audit import append_audit
+    from collector.store.columns import to_json
+
+    digest = hashlib.sha256(to_json(settings.config).encode()).hexdigest()
+    last = conn.execute(
+        "SELECT details->>'config_sha256' FROM audit_log WHERE action = 'config.loaded' "
+        "ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if last is None or last[0] != digest:
+        append_audit(
+            conn,
+            time.time_ns(),
+            getpass.getuser(),
+            "config.loaded",
+            {
+                "config_file": settings.config_file,
+                "config_sha256": digest,
+                "token_required": bool(settings.token),
+            },
+        )
+
+
+def run(settings: Settings) -> None:
+    asyncio.run(serve(settings))

@@ -1,0 +1,193 @@
+"""Normalized records -> Arrow tables shaped like the store's tables, ready for bulk insert.
+
+Building the columns happens on the request side, so the write queue holds compact Arrow
+buffers instead of Python objects and its memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from collector.normalize.records import EventRecord, LogRecord, RecordBatch, SpanRecord
+
+_dumps = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
+).encode
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """JSON text for a JSON column. NaN and infinities (valid OTLP doubles) become strings."""
+    try:
+        return _dumps(value)
+    except ValueError:
+        return _dumps(_clean(value))
+
+
+_I64 = pa.int64()
+_STR = pa.string()
+_U32 = pa.uint32()
+_I8 = pa.int8()
+
+SPAN_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
+    # (column, arrow type, stored as JSON text)
+    ("trace_id", _STR, False),
+    ("span_id", _STR, False),
+    ("parent_span_id", _STR, False),
+    ("name", _STR, False),
+    ("kind", _I8, False),
+    ("start_ns", _I64, False),
+    ("end_ns", _I64, False),
+    ("status_code", _I8, False),
+    ("status_message", _STR, False),
+    ("attributes", _STR, True),
+    ("resource_attributes", _STR, True),
+    ("service_name", _STR, False),
+    ("scope_name", _STR, False),
+    ("scope_version", _STR, False),
+    ("scope_attributes", _STR, True),
+    ("events", _STR, True),
+    ("links", _STR, True),
+    ("trace_state", _STR, False),
+    ("flags", _U32, False),
+    ("dropped_attributes_count", _U32, False),
+    ("dropped_events_count", _U32, False),
+    ("dropped_links_count", _U32, False),
+    ("resource_schema_url", _STR, False),
+    ("scope_schema_url", _STR, False),
+    ("messaging_system", _STR, False),
+    ("messaging_destination", _STR, False),
+    ("messaging_operation", _STR, False),
+    ("messaging_conversation_id", _STR, False),
+    ("messaging_message_id", _STR, False),
+    ("server_address", _STR, False),
+]
+
+LOG_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
+    ("record_id", _STR, False),
+    ("time_ns", _I64, False),
+    ("observed_time_ns", _I64, False),
+    ("severity_number", _I8, False),
+    ("severity_text", _STR, False),
+    ("body", _STR, True),
+    ("attributes", _STR, True),
+    ("resource_attributes", _STR, True),
+    ("service_name", _STR, False),
+    ("scope_name", _STR, False),
+    ("scope_version", _STR, False),
+    ("trace_id", _STR, False),
+    ("span_id", _STR, False),
+    ("flags", _U32, False),
+    ("event_name", _STR, False),
+    ("dropped_attributes_count", _U32, False),
+]
+
+EVENT_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
+    ("event_key", _STR, False),
+    ("id", _STR, False),
+    ("source", _STR, False),
+    ("type", _STR, False),
+    ("transport", _STR, False),
+    ("specversion", _STR, False),
+    ("time_ns", _I64, False),
+    ("received_ns", _I64, False),
+    ("subject", _STR, False),
+    ("datacontenttype", _STR, False),
+    ("dataschema", _STR, False),
+    ("data", _STR, True),
+    ("extensions", _STR, True),
+    ("headers", _STR, True),
+    ("destination", _STR, False),
+    ("destination_details", _STR, True),
+    ("message_id", _STR, False),
+    ("trace_id", _STR, False),
+    ("parent_span_id", _STR, False),
+]
+
+
+def _json_column(records: list[Any], name: str) -> list[str]:
+    # Decoders share one resource/scope attribute dict among all spans of that resource,
+    # so encoding each distinct object once saves most of the JSON work.
+    memo: dict[int, str] = {}
+    out = []
+    for r in records:
+        value = getattr(r, name)
+        if value is None or value == {} or value == []:
+            out.append("null" if value is None else ("{}" if isinstance(value, dict) else "[]"))
+            continue
+        key = id(value)
+        text = memo.get(key)
+        if text is None:
+            text = memo[key] = to_json(value)
+        out.append(text)
+    return out
+
+
+def _table(records: list[Any], columns: list[tuple[str, pa.DataType, bool]]) -> pa.Table:
+    arrays = []
+    for name, typ, is_json in columns:
+        if is_json:
+            values: list[Any] = _json_column(records, name)
+        else:
+            values = [getattr(r, name) for r in records]
+        arrays.append(pa.array(values, type=typ))
+    return pa.Table.from_arrays(arrays, names=[c[0] for c in columns])
+
+
+def _unique(records: list[Any], key: Any) -> list[Any]:
+    # A request may repeat an item; keep the first so one INSERT never conflicts with itself.
+    seen: dict[Any, Any] = {}
+    for r in records:
+        seen.setdefault(key(r), r)
+    return list(seen.values()) if len(seen) != len(records) else records
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A request's records as Arrow tables, plus what the analysis needs to know it touched."""
+
+    spans: pa.Table | None = None
+    logs: pa.Table | None = None
+    events: pa.Table | None = None
+    rejections: list[tuple[str, str, str]] = field(default_factory=list)
+    received: int = 0  # items offered, before in-request dedup
+    trace_ids: set[str] = field(default_factory=set)
+    event_keys: set[str] = field(default_factory=set)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in (self.spans, self.logs, self.events) if t is not None)
+
+
+def prepare_batch(batch: RecordBatch) -> PreparedBatch:
+    """Turn a decoded batch into Arrow tables (deduplicated within the batch)."""
+    prepared = PreparedBatch(received=len(batch))
+    spans: list[SpanRecord] = _unique(batch.spans, lambda s: (s.trace_id, s.span_id))
+    logs: list[LogRecord] = _unique(batch.logs, lambda r: r.record_id)
+    events: list[EventRecord] = _unique(batch.events, lambda e: e.event_key)
+    if spans:
+        prepared.spans = _table(spans, SPAN_COLUMNS)
+        prepared.trace_ids.update(s.trace_id for s in spans)
+    if logs:
+        prepared.logs = _table(logs, LOG_COLUMNS)
+        prepared.trace_ids.update(r.trace_id for r in logs if r.trace_id)
+    if events:
+        prepared.events = _table(events, EVENT_COLUMNS)
+        prepared.event_keys.update(e.event_key for e in events)
+        prepared.trace_ids.update(e.trace_id for e in events if e.trace_id)
+    prepared.rejections = [(r.source, r.reason, r.sample[:2000]) for r in batch.rejections]
+    return prepared

@@ -1,0 +1,338 @@
+"""Read queries. Pure builders return ``(sql, params)``; :class:`Reader` runs them.
+
+The Reader works on any DuckDB connection: a cursor of the collector's own connection
+(live) or a file opened read-only (offline browsing of a copied file).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from collector.analysis.model import FINDING_KINDS, SAGA_STATUSES
+
+
+class QueryError(ValueError):
+    """A bad filter or parameter from a user; the API turns it into HTTP 400."""
+
+
+SAGA_SORTS = {
+    "started": "started_ns",
+    "last_progress": "last_progress_ns",
+    "duration": "(CASE WHEN ended_ns > 0 THEN ended_ns ELSE last_progress_ns END - started_ns)",
+    "steps": "step_count",
+    "findings": "finding_count",
+    "type": "saga_type",
+    "status": "status",
+    "key": "saga_key",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SagaFilter:
+    status: tuple[str, ...] = ()
+    saga_type: tuple[str, ...] = ()
+    service: str = ""
+    from_ns: int = 0
+    to_ns: int = 0
+    finding_kind: str = ""
+    q: str = ""  # substring of the saga key or a business key
+    sort: str = "started"
+    descending: bool = True
+    limit: int = 50
+    offset: int = 0
+
+
+def build_saga_where(f: SagaFilter) -> tuple[str, list[Any]]:
+    """WHERE clause (with leading ' WHERE ' or '') and params for a saga filter."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for s in f.status:
+        if s not in SAGA_STATUSES:
+            raise QueryError(f"unknown status {s!r}; expected one of {', '.join(SAGA_STATUSES)}")
+    if f.status:
+        clauses.append(f"status IN ({', '.join('?' for _ in f.status)})")
+        params.extend(f.status)
+    if f.saga_type:
+        clauses.append(f"saga_type IN ({', '.join('?' for _ in f.saga_type)})")
+        params.extend(f.saga_type)
+    if f.service:
+        clauses.append("list_contains(services, ?)")
+        params.append(f.service)
+    if f.from_ns:
+        # A saga is in the range when it overlaps it.
+        clauses.append("greatest(ended_ns, last_progress_ns) >= ?")
+        params.append(f.from_ns)
+    if f.to_ns:
+        clauses.append("started_ns <= ?")
+        params.append(f.to_ns)
+    if f.finding_kind:
+        if f.finding_kind not in FINDING_KINDS:
+            raise QueryError(
+                f"unknown finding kind {f.finding_kind!r}; expected one of {', '.join(FINDING_KINDS)}"
+            )
+        clauses.append(
+            "saga_key IN (SELECT saga_key FROM findings WHERE kind = ? AND acknowledged_ns IS NULL)"
+        )
+        params.append(f.finding_kind)
+    if f.q:
+        clauses.append(
+            "(contains(lower(saga_key), lower(?)) OR "
+            "len(list_filter(business_keys, lambda k: contains(lower(k), lower(?)))) > 0)"
+        )
+        params.extend([f.q, f.q])
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def build_saga_list(f: SagaFilter) -> tuple[str, list[Any]]:
+    if f.sort not in SAGA_SORTS:
+        raise QueryError(f"unknown sort {f.sort!r}; expected one of {', '.join(SAGA_SORTS)}")
+    if not 1 <= f.limit <= 1000:
+        raise QueryError("limit must be between 1 and 1000")
+    if f.offset < 0:
+        raise QueryError("offset must not be negative")
+    where, params = build_saga_where(f)
+    order = f"{SAGA_SORTS[f.sort]} {'DESC' if f.descending else 'ASC'}, saga_key"
+    sql = f"SELECT * FROM sagas{where} ORDER BY {order} LIMIT ? OFFSET ?"
+    return sql, [*params, f.limit, f.offset]
+
+
+JSON_COLUMNS = {
+    "attributes",
+    "resource_attributes",
+    "scope_attributes",
+    "events",
+    "links",
+    "body",
+    "data",
+    "extensions",
+    "headers",
+    "destination_details",
+    "details",
+}
+
+
+def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description or []]
+    out = []
+    for row in cur.fetchall():
+        item = dict(zip(names, row, strict=True))
+        for k in JSON_COLUMNS.intersection(item):
+            if isinstance(item[k], str):
+                item[k] = json.loads(item[k])
+        item.pop("ingested_ns", None)
+        out.append(item)
+    return out
+
+
+class Reader:
+    """Read-only queries over one connection."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+
+    def _all(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        return _rows(self.conn.execute(sql, params or []))
+
+    def _one(self, sql: str, params: list[Any] | None = None) -> Any:
+        row = self.conn.execute(sql, params or []).fetchone()
+        return row[0] if row else None
+
+    # -- raw records ---------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM logs), "
+            "(SELECT count(*) FROM events), (SELECT count(*) FROM rejections), "
+            "(SELECT count(*) FROM sagas), (SELECT count(*) FROM findings "
+            "WHERE acknowledged_ns IS NULL)"
+        ).fetchone()
+        assert row is not None
+        keys = ("spans", "logs", "events", "rejections", "sagas", "open_findings")
+        return dict(zip(keys, (int(v) for v in row), strict=True))
+
+    def trace_spans(self, trace_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", [trace_id])
+
+    def trace_logs(self, trace_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM logs WHERE trace_id = ? ORDER BY time_ns", [trace_id])
+
+    def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM rejections ORDER BY received_ns DESC LIMIT ?", [limit])
+
+    # -- sagas ---------------------------------------------------------------------------
+    def list_sagas(self, f: SagaFilter) -> tuple[list[dict[str, Any]], int]:
+        sql, params = build_saga_list(f)
+        where, wparams = build_saga_where(f)
+        total = int(self._one(f"SELECT count(*) FROM sagas{where}", wparams) or 0)
+        return self._all(sql, params), total
+
+    def iter_sagas(self, f: SagaFilter, page: int = 2000) -> Iterator[dict[str, Any]]:
+        """Every matching saga with its steps and findings, a page at a time."""
+        where, params = build_saga_where(f)
+        last = ""
+        while True:
+            cond = (where + " AND " if where else " WHERE ") + "saga_key > ?"
+            rows = self._all(
+                f"SELECT * FROM sagas{cond} ORDER BY saga_key LIMIT ?", [*params, last, page]
+            )
+            if not rows:
+                return
+            keys = [r["saga_key"] for r in rows]
+            steps = self._grouped("steps", keys, "seq")
+            findings = self._grouped("findings", keys, "detected_ns")
+            for r in rows:
+                r["steps"] = steps.get(r["saga_key"], [])
+                r["findings"] = findings.get(r["saga_key"], [])
+                yield r
+            last = keys[-1]
+
+    def _grouped(self, table: str, keys: list[str], order: str) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        rows = self._all(
+            f"SELECT * FROM {table} WHERE saga_key IN (SELECT unnest(?)) ORDER BY saga_key, {order}",
+            [keys],
+        )
+        for r in rows:
+            out.setdefault(r["saga_key"], []).append(r)
+        return out
+
+    def get_saga(self, key: str, *, records: bool = True) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM sagas WHERE saga_key = ?", [key])
+        if not rows:
+            return None
+        saga = rows[0]
+        saga["steps"] = self._all("SELECT * FROM steps WHERE saga_key = ? ORDER BY seq", [key])
+        saga["findings"] = self._all(
+            "SELECT * FROM findings WHERE saga_key = ? ORDER BY detected_ns", [key]
+        )
+        if records:
+            saga["spans"] = self._all(
+                "SELECT * FROM spans WHERE trace_id IN "
+                "(SELECT trace_id FROM saga_traces WHERE saga_key = ?) ORDER BY start_ns",
+                [key],
+            )
+            saga["events"] = self._all(
+                "SELECT * FROM events WHERE event_key IN "
+                "(SELECT event_key FROM saga_events WHERE saga_key = ?) "
+                "ORDER BY coalesce(nullif(time_ns, 0), received_ns)",
+                [key],
+            )
+            saga["logs"] = self._all(
+                "SELECT * FROM logs WHERE trace_id IN "
+                "(SELECT trace_id FROM saga_traces WHERE saga_key = ?) ORDER BY time_ns",
+                [key],
+            )
+        return saga
+
+    def list_findings(
+        self,
+        kind: str = "",
+        saga_key: str = "",
+        include_acknowledged: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        clauses, params = [], []
+        if kind:
+            if kind not in FINDING_KINDS:
+                raise QueryError(
+                    f"unknown finding kind {kind!r}; expected one of {', '.join(FINDING_KINDS)}"
+                )
+            clauses.append("f.kind = ?")
+            params.append(kind)
+        if saga_key:
+            clauses.append("f.saga_key = ?")
+            params.append(saga_key)
+        if not include_acknowledged:
+            clauses.append("f.acknowledged_ns IS NULL")
+        if not 1 <= limit <= 1000:
+            raise QueryError("limit must be between 1 and 1000")
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        total = int(self._one(f"SELECT count(*) FROM findings f{where}", params) or 0)
+        rows = self._all(
+            "SELECT f.*, s.saga_type, s.status AS saga_status FROM findings f "
+            f"LEFT JOIN sagas s USING (saga_key){where} "
+            "ORDER BY f.detected_ns DESC, f.finding_id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return rows, total
+
+    # -- aggregates for the overview and flow pages ---------------------------------------
+    def status_counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, count(*) FROM sagas GROUP BY status").fetchall()
+        return {s: int(n) for s, n in rows}
+
+    def saga_types(self) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute("SELECT DISTINCT saga_type FROM sagas ORDER BY 1").fetchall()
+        ]
+
+    def services(self) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT unnest(services) FROM sagas ORDER BY 1"
+            ).fetchall()
+        ]
+
+    def throughput(self, buckets: int = 48) -> list[dict[str, Any]]:
+        """Sagas started and failed per time bucket over the stored period."""
+        span = self.conn.execute("SELECT min(started_ns), max(started_ns) FROM sagas").fetchone()
+        if not span or span[0] is None:
+            return []
+        lo, hi = int(span[0]), int(span[1])
+        width = max((hi - lo) // buckets + 1, 1)
+        return self._all(
+            "SELECT ? + ((started_ns - ?) // ?) * ? AS bucket_ns, count(*) AS started, "
+            "count(*) FILTER (WHERE status IN ('failed','compensated','compensation_missing',"
+            "'compensation_failed')) AS failed FROM sagas GROUP BY 1 ORDER BY 1",
+            [lo, lo, width, width],
+        )
+
+    def duration_percentiles(self) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT saga_type, count(*) AS sagas, "
+            "quantile_cont(ended_ns - started_ns, 0.5) AS p50_ns, "
+            "quantile_cont(ended_ns - started_ns, 0.95) AS p95_ns, "
+            "quantile_cont(ended_ns - started_ns, 0.99) AS p99_ns "
+            "FROM sagas WHERE ended_ns > 0 GROUP BY saga_type ORDER BY saga_type"
+        )
+
+    def flow(self, saga_type: str) -> dict[str, Any]:
+        """Learned step graph of one saga type: nodes with stats, edges with counts."""
+        nodes = self._all(
+            "SELECT s.name, s.step_type, count(*) AS count, "
+            "count(*) FILTER (WHERE s.outcome = 'failed') AS failed, "
+            "median(CASE WHEN s.end_ns > 0 THEN s.end_ns - s.start_ns END) AS median_ns "
+            "FROM steps s JOIN sagas g USING (saga_key) WHERE g.saga_type = ? "
+            "GROUP BY 1, 2 ORDER BY min(s.seq), 1",
+            [saga_type],
+        )
+        edges = self._all(
+            "WITH ordered AS (SELECT s.saga_key, s.name, "
+            "lead(s.name) OVER (PARTITION BY s.saga_key ORDER BY s.seq) AS next_name "
+            "FROM steps s JOIN sagas g USING (saga_key) WHERE g.saga_type = ?) "
+            "SELECT name AS source, next_name AS target, count(*) AS count FROM ordered "
+            "WHERE next_name IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC",
+            [saga_type],
+        )
+        total = int(self._one("SELECT count(*) FROM sagas WHERE saga_type = ?", [saga_type]) or 0)
+        compensated = int(
+            self._one(
+                "SELECT count(*) FROM sagas WHERE saga_type = ? AND status = 'compensated'",
+                [saga_type],
+            )
+            or 0
+        )
+        return {
+            "saga_type": saga_type,
+            "sagas": total,
+            "compensated": compensated,
+            "nodes": nodes,
+            "edges": edges,
+        }

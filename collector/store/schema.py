@@ -1,0 +1,186 @@
+"""Schema and versioned migrations. Each migration runs once, in order, in its own transaction.
+
+SQL stays portable to DuckDB 1.4.4 and newer.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "raw records: spans, logs, events, rejections",
+        """
+        CREATE TABLE spans (
+            trace_id VARCHAR NOT NULL,
+            span_id VARCHAR NOT NULL,
+            parent_span_id VARCHAR,
+            name VARCHAR,
+            kind TINYINT,
+            start_ns BIGINT,
+            end_ns BIGINT,
+            status_code TINYINT,
+            status_message VARCHAR,
+            attributes JSON,
+            resource_attributes JSON,
+            service_name VARCHAR,
+            scope_name VARCHAR,
+            scope_version VARCHAR,
+            scope_attributes JSON,
+            events JSON,
+            links JSON,
+            trace_state VARCHAR,
+            flags UINTEGER,
+            dropped_attributes_count UINTEGER,
+            dropped_events_count UINTEGER,
+            dropped_links_count UINTEGER,
+            resource_schema_url VARCHAR,
+            scope_schema_url VARCHAR,
+            messaging_system VARCHAR,
+            messaging_destination VARCHAR,
+            messaging_operation VARCHAR,
+            messaging_conversation_id VARCHAR,
+            messaging_message_id VARCHAR,
+            server_address VARCHAR,
+            ingested_ns BIGINT,
+            PRIMARY KEY (trace_id, span_id)
+        );
+        CREATE TABLE logs (
+            record_id VARCHAR PRIMARY KEY,
+            time_ns BIGINT,
+            observed_time_ns BIGINT,
+            severity_number TINYINT,
+            severity_text VARCHAR,
+            body JSON,
+            attributes JSON,
+            resource_attributes JSON,
+            service_name VARCHAR,
+            scope_name VARCHAR,
+            scope_version VARCHAR,
+            trace_id VARCHAR,
+            span_id VARCHAR,
+            flags UINTEGER,
+            event_name VARCHAR,
+            dropped_attributes_count UINTEGER,
+            ingested_ns BIGINT
+        );
+        CREATE TABLE events (
+            event_key VARCHAR PRIMARY KEY,
+            id VARCHAR,
+            source VARCHAR,
+            type VARCHAR,
+            transport VARCHAR,
+            specversion VARCHAR,
+            time_ns BIGINT,
+            received_ns BIGINT,
+            subject VARCHAR,
+            datacontenttype VARCHAR,
+            dataschema VARCHAR,
+            data JSON,
+            extensions JSON,
+            headers JSON,
+            destination VARCHAR,
+            destination_details JSON,
+            message_id VARCHAR,
+            trace_id VARCHAR,
+            parent_span_id VARCHAR,
+            ingested_ns BIGINT
+        );
+        CREATE TABLE rejections (
+            received_ns BIGINT,
+            source VARCHAR,
+            reason VARCHAR,
+            sample VARCHAR
+        );
+        """,
+    ),
+    (
+        2,
+        "materialized analysis: sagas, steps, findings, membership",
+        """
+        CREATE TABLE sagas (
+            saga_key VARCHAR PRIMARY KEY,
+            saga_type VARCHAR,
+            status VARCHAR,
+            started_ns BIGINT,
+            ended_ns BIGINT,
+            last_progress_ns BIGINT,
+            explanation VARCHAR,
+            services VARCHAR[],
+            trace_ids VARCHAR[],
+            business_keys VARCHAR[],
+            step_count INTEGER,
+            finding_count INTEGER,
+            record_count INTEGER,
+            failed_step VARCHAR,
+            waiting_for VARCHAR,
+            identity_rule VARCHAR,
+            updated_ns BIGINT
+        );
+        CREATE TABLE steps (
+            saga_key VARCHAR,
+            seq INTEGER,
+            name VARCHAR,
+            step_type VARCHAR,
+            service VARCHAR,
+            start_ns BIGINT,
+            end_ns BIGINT,
+            outcome VARCHAR,
+            attempts INTEGER,
+            compensates VARCHAR,
+            compensation_inferred BOOLEAN,
+            error VARCHAR,
+            actor VARCHAR,
+            records VARCHAR[]
+        );
+        CREATE TABLE findings (
+            finding_id VARCHAR PRIMARY KEY,
+            saga_key VARCHAR,
+            kind VARCHAR,
+            severity VARCHAR,
+            step VARCHAR,
+            explanation VARCHAR,
+            evidence VARCHAR[],
+            detected_ns BIGINT,
+            details JSON,
+            acknowledged_ns BIGINT,
+            acknowledged_by VARCHAR
+        );
+        CREATE TABLE saga_traces (
+            trace_id VARCHAR PRIMARY KEY,
+            saga_key VARCHAR
+        );
+        CREATE TABLE saga_events (
+            event_key VARCHAR PRIMARY KEY,
+            saga_key VARCHAR
+        );
+        CREATE TABLE saga_identity (
+            identity_key VARCHAR PRIMARY KEY,
+            saga_key VARCHAR
+        );
+        CREATE TABLE trace_links (
+            from_trace VARCHAR,
+            to_trace VARCHAR,
+            PRIMARY KEY (from_trace, to_trace)
+        );
+        CREATE INDEX steps_saga ON steps (saga_key);
+        CREATE INDEX findings_saga ON findings (saga_key);
+        """,
+    ),
+    (
+        3,
+        "append-only, hash-chained audit log of sagalens' own actions",
+        """
+        CREATE TABLE audit_log (
+            seq BIGINT PRIMARY KEY,
+            at_ns BIGINT,
+            actor VARCHAR,
+            action VARCHAR,
+            details JSON,
+            prev_hash VARCHAR,
+            hash VARCHAR
+        );
+        """,
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]

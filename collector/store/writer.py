@@ -1,0 +1,336 @@
+"""The single writer: one thread owns the read-write DuckDB connection.
+
+Every write goes through it. Requests wait on a future that resolves only after their
+rows are committed, so an acknowledgement always means durable. The queue is bounded in
+rows; when it is full, ``submit`` raises :class:`OverloadedError` and the receiver answers
+503/UNAVAILABLE with a retry hint instead of buffering without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import duckdb
+
+from collector.normalize.records import RecordBatch
+from collector.store.columns import (
+    EVENT_COLUMNS,
+    LOG_COLUMNS,
+    SPAN_COLUMNS,
+    PreparedBatch,
+    prepare_batch,
+)
+from collector.store.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """Base class for storage errors."""
+
+
+class OverloadedError(StoreError):
+    """The write queue is full; the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float = 1.0) -> None:
+        super().__init__(f"write queue full; retry after {retry_after:g}s")
+        self.retry_after = retry_after
+
+
+class ClosedError(StoreError):
+    """The writer is shutting down and accepts no more work."""
+
+
+@dataclass(slots=True)
+class WriteResult:
+    stored: int = 0  # new rows
+    duplicates: int = 0  # rows already present (retried exports, redelivered messages)
+    rejected: int = 0  # items that could not be stored (recorded in `rejections`)
+
+
+@dataclass(slots=True)
+class CommitInfo:
+    """What one commit touched; the analysis scheduler uses it to find dirty sagas."""
+
+    trace_ids: set[str] = field(default_factory=set)
+    event_keys: set[str] = field(default_factory=set)
+    rows: int = 0
+
+
+@dataclass
+class WriterStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    overloaded: int = 0
+    commits: int = 0
+    commit_seconds_total: float = 0.0
+    last_commit_seconds: float = 0.0
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Apply pending migrations; return the schema version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, description VARCHAR, applied_ns BIGINT)"
+    )
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    current = int(row[0]) if row else 0
+    for version, description, sql in MIGRATIONS:
+        if version <= current:
+            continue
+        conn.execute("BEGIN")
+        try:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                [version, description, time.time_ns()],
+            )
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+def _insert_sql(table: str, columns: list[tuple[str, Any, bool]], view: str) -> str:
+    names = ", ".join(c[0] for c in columns)
+    return (
+        f"INSERT INTO {table} ({names}, ingested_ns) "
+        f"SELECT {names}, ? FROM {view} ON CONFLICT DO NOTHING"
+    )
+
+
+_SPANS_SQL = _insert_sql("spans", SPAN_COLUMNS, "_batch_spans")
+_LOGS_SQL = _insert_sql("logs", LOG_COLUMNS, "_batch_logs")
+_EVENTS_SQL = _insert_sql("events", EVENT_COLUMNS, "_batch_events")
+
+
+@dataclass(slots=True)
+class _Job:
+    batch: PreparedBatch | None
+    fn: Callable[[duckdb.DuckDBPyConnection], Any] | None
+    future: concurrent.futures.Future[Any]
+
+
+_STOP = object()
+
+
+class Writer:
+    """Owns the read-write connection; batches requests into group commits."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_pending_rows: int = 20_000,
+        max_group_rows: int = 20_000,
+        on_commit: Callable[[CommitInfo], None] | None = None,
+        memory_limit: str = "128MB",
+    ) -> None:
+        self.path = path
+        self.max_pending_rows = max_pending_rows
+        self.max_group_rows = max_group_rows
+        self.on_commit = on_commit
+        self.stats = WriterStats()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        # DuckDB's default cache grows to most of the machine's memory; the collector shares the
+        # host with the services it watches, so keep it small (it spills to disk beyond this).
+        self.conn = duckdb.connect(path, config={"memory_limit": memory_limit})
+        self.schema_version = migrate(self.conn)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> Writer:
+        self._thread = threading.Thread(target=self._run, name="sagalens-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop accepting, commit everything already accepted, close the file."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+        self.conn.execute("CHECKPOINT")
+        self.conn.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A separate connection for readers in this process (MVCC snapshot reads)."""
+        return self.conn.cursor()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    # -- submitting --------------------------------------------------------------------
+    def submit_prepared(self, batch: PreparedBatch) -> concurrent.futures.Future[WriteResult]:
+        rows = batch.rows + len(batch.rejections)
+        with self._lock:
+            if self._closed:
+                raise ClosedError("collector is shutting down")
+            # An oversized single batch is still admitted into an empty queue, so no
+            # request can be refused forever.
+            if self._pending_rows and self._pending_rows + rows > self.max_pending_rows:
+                self.stats.overloaded += 1
+                raise OverloadedError(1.0)
+            self._pending_rows += rows
+        future: concurrent.futures.Future[WriteResult] = concurrent.futures.Future()
+        self._queue.put(_Job(batch, None, future))
+        return future
+
+    def submit(self, batch: RecordBatch) -> concurrent.futures.Future[WriteResult]:
+        return self.submit_prepared(prepare_batch(batch))
+
+    def is_full(self) -> bool:
+        return self._pending_rows >= self.max_pending_rows
+
+    async def write(self, batch: RecordBatch | PreparedBatch) -> WriteResult:
+        """Queue a batch and wait until it is committed."""
+        prepared = batch if isinstance(batch, PreparedBatch) else prepare_batch(batch)
+        return await asyncio.wrap_future(self.submit_prepared(prepared))
+
+    def write_blocking(self, batch: RecordBatch | PreparedBatch) -> WriteResult:
+        prepared = batch if isinstance(batch, PreparedBatch) else prepare_batch(batch)
+        return self.submit_prepared(prepared).result()
+
+    def run(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn(conn)`` on the writer thread in its own transaction."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError("collector is shutting down")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(_Job(None, fn, future))
+        return future
+
+    # -- the writer thread -------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            group: list[_Job] = [item]
+            rows = item.batch.rows if item.batch else 0
+            stop_after = False
+            # Group commit: take whatever else is already waiting, up to a bound.
+            while rows < self.max_group_rows:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                group.append(nxt)
+                rows += nxt.batch.rows if nxt.batch else 0
+            self._commit_group(group)
+            if stop_after:
+                return
+
+    def _commit_group(self, group: list[_Job]) -> None:
+        batches = [j for j in group if j.batch is not None]
+        fns = [j for j in group if j.fn is not None]
+        if batches:
+            self._commit_batches(batches)
+        for job in fns:
+            assert job.fn is not None
+            try:
+                self.conn.execute("BEGIN")
+                result = job.fn(self.conn)
+                self.conn.execute("COMMIT")
+                job.future.set_result(result)
+            except Exception as exc:
+                self._rollback()
+                job.future.set_exception(exc)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.conn.execute("ROLLBACK")
+
+    def _commit_batches(self, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
+        now = time.time_ns()
+        results: list[WriteResult] = []
+        info = CommitInfo()
+        conn = self.conn
+        try:
+            conn.execute("BEGIN")
+            for job in jobs:
+                batch = job.batch
+                assert batch is not None
+                result = WriteResult(rejected=len(batch.rejections))
+                for table, sql, view in (
+                    (batch.spans, _SPANS_SQL, "_batch_spans"),
+                    (batch.logs, _LOGS_SQL, "_batch_logs"),
+                    (batch.events, _EVENTS_SQL, "_batch_events"),
+                ):
+                    if table is None:
+                        continue
+                    conn.register(view, table)
+                    try:
+                        row = conn.execute(sql, [now]).fetchone()
+                    finally:
+                        conn.unregister(view)
+                    inserted = int(row[0]) if row else 0
+                    result.stored += inserted
+                if batch.rejections:
+                    conn.executemany(
+                        "INSERT INTO rejections VALUES (?, ?, ?, ?)",
+                        [[now, s, r, sample] for s, r, sample in batch.rejections],
+                    )
+                result.duplicates = batch.received - result.stored
+                results.append(result)
+                info.trace_ids |= batch.trace_ids
+                info.event_keys |= batch.event_keys
+                info.rows += result.stored
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.exception("commit failed")
+            self._rollback()
+            self._release(jobs)
+            for job in jobs:
+                job.future.set_exception(StoreError(f"commit failed: {exc}"))
+            return
+        elapsed = time.perf_counter() - started
+        self._release(jobs)
+        stats = self.stats
+        stats.commits += 1
+        stats.commit_seconds_total += elapsed
+        stats.last_commit_seconds = elapsed
+        for job, result in zip(jobs, results, strict=True):
+            stats.received += job.batch.received if job.batch else 0
+            stats.stored += result.stored
+            stats.duplicates += result.duplicates
+            stats.rejected += result.rejected
+            job.future.set_result(result)
+        if self.on_commit is not None and info.rows:
+            try:
+                self.on_commit(info)
+            except Exception:
+                log.exception("post-commit hook failed")
+
+    def _release(self, jobs: list[_Job]) -> None:
+        freed = sum((j.batch.rows + len(j.batch.rejections)) for j in jobs if j.batch)
+        with self._lock:
+            self._pending_rows -= freed

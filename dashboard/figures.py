@@ -1,0 +1,569 @@
+"""Pure Plotly figure builders: plain data in, ``go.Figure`` out. No Streamlit, no I/O, no clock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+
+from dashboard.format import (
+    FAILURE_COLOR,
+    STATUS_COLORS,
+    STATUS_LABELS,
+    STEP_COLORS,
+    format_duration,
+    format_time,
+    ns_to_datetime,
+    shorten,
+)
+
+PRODUCER, CONSUMER = 4, 5
+LABEL_LIMIT = 300  # above this many steps, bar labels would only be noise
+_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """A message travelling from a producer in one service to a consumer in another."""
+
+    from_service: str
+    from_ns: int
+    to_service: str
+    to_ns: int
+    label: str
+
+
+def _service(record: Mapping[str, Any]) -> str:
+    return str(record.get("service_name") or record.get("service") or "unknown")
+
+
+def message_hops(
+    spans: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]] = (),
+    steps: Sequence[Mapping[str, Any]] = (),
+) -> list[Hop]:
+    """Producer -> consumer hops found in the records.
+
+    A CONSUMER span whose parent or link is a PRODUCER span is one hop; an event whose trace
+    context names a PRODUCER span is a hop to the event's step (or to the event itself).
+    """
+    by_id = {(s.get("trace_id"), s.get("span_id")): s for s in spans}
+    by_span = {s.get("span_id"): s for s in spans}
+    hops: list[Hop] = []
+    for span in spans:
+        if span.get("kind") != CONSUMER:
+            continue
+        candidates = [by_id.get((span.get("trace_id"), span.get("parent_span_id")))]
+        candidates += [
+            by_id.get((ln.get("trace_id"), ln.get("span_id"))) for ln in span.get("links") or []
+        ]
+        for producer in candidates:
+            if producer is not None and producer.get("kind") == PRODUCER:
+                hops.append(
+                    Hop(
+                        _service(producer),
+                        int(producer.get("start_ns") or 0),
+                        _service(span),
+                        int(span.get("start_ns") or 0),
+                        str(producer.get("messaging_destination") or span.get("name")),
+                    )
+                )
+                break
+    event_steps = {
+        ref.removeprefix("event:"): st
+        for st in steps
+        for ref in st.get("records") or []
+        if ref.startswith("event:")
+    }
+    for event in events:
+        producer = by_span.get(event.get("parent_span_id"))
+        if producer is None or producer.get("kind") != PRODUCER:
+            continue
+        step = event_steps.get(str(event.get("event_key")))
+        to_service = _service(step) if step else str(event.get("source") or "events")
+        to_ns = int(
+            (step or {}).get("start_ns") or event.get("time_ns") or event.get("received_ns") or 0
+        )
+        hops.append(
+            Hop(
+                _service(producer),
+                int(producer.get("start_ns") or 0),
+                to_service,
+                to_ns,
+                str(event.get("type") or "event"),
+            )
+        )
+    return hops
+
+
+def _step_category(step: Mapping[str, Any]) -> str:
+    if step.get("outcome") == "running" or not step.get("end_ns"):
+        return "running"
+    return str(step.get("step_type") or "action")
+
+
+def build_timeline_figure(
+    steps: Sequence[Mapping[str, Any]],
+    hops: Sequence[Hop] = (),
+    *,
+    now_ns: int = 0,
+    waiting_since_ns: int = 0,
+    waiting_for: str = "",
+    waiting_service: str = "",
+) -> go.Figure:
+    """One swimlane per service; actions and compensations in distinct colours.
+
+    Failed steps get a red outline and an ✕ marker, retried steps an 'N attempts' label,
+    message hops become arrows between lanes, and a stalled saga shows its open wait from
+    ``waiting_since_ns`` to ``now_ns``.
+    """
+    lanes: list[str] = []
+    for name in [
+        *(_service(s) for s in steps),
+        *(h for hop in hops for h in (hop.from_service, hop.to_service)),
+        *([waiting_service] if waiting_since_ns and waiting_service else []),
+    ]:
+        if name not in lanes:
+            lanes.append(name)
+    lane = {name: i for i, name in enumerate(lanes)}
+    labelled = len(steps) <= LABEL_LIMIT
+    fig = go.Figure()
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for s in steps:
+        groups.setdefault(_step_category(s), []).append(s)
+    names = {
+        "action": "action",
+        "compensation": "compensation",
+        "event": "event",
+        "running": "running",
+    }
+    for category, members in groups.items():
+        ends = [int(s.get("end_ns") or now_ns or s.get("start_ns") or 0) for s in members]
+        fig.add_trace(
+            go.Bar(
+                name=names.get(category, category),
+                orientation="h",
+                base=[ns_to_datetime(int(s.get("start_ns") or 0)) for s in members],
+                x=[
+                    max((e - int(s.get("start_ns") or 0)) / 1e6, 1.0)
+                    for s, e in zip(members, ends, strict=True)
+                ],
+                y=[lane[_service(s)] for s in members],
+                width=0.6,
+                marker={
+                    "color": STEP_COLORS.get(category, STEP_COLORS["action"]),
+                    "line": {
+                        "color": [
+                            FAILURE_COLOR if s.get("outcome") == "failed" else "white"
+                            for s in members
+                        ],
+                        "width": [3 if s.get("outcome") == "failed" else 1 for s in members],
+                    },
+                    "pattern": {"shape": "/" if category in ("compensation", "running") else ""},
+                },
+                text=[_bar_label(s) for s in members] if labelled else None,
+                textposition="inside",
+                insidetextanchor="start",
+                textfont={"color": "white"},
+                customdata=[
+                    [
+                        shorten(str(s.get("name")), 80),
+                        s.get("step_type"),
+                        s.get("outcome"),
+                        int(s.get("attempts") or 1),
+                        format_duration(e - int(s.get("start_ns") or 0)),
+                        s.get("compensates") or "",
+                        shorten(str(s.get("error") or ""), 120),
+                    ]
+                    for s, e in zip(members, ends, strict=True)
+                ],
+                hovertemplate=(
+                    "<b>%{customdata[0]}</b><br>%{customdata[1]} · %{customdata[2]} · "
+                    "attempts %{customdata[3]}<br>duration %{customdata[4]}"
+                    "<br>undoes: %{customdata[5]}<br>%{customdata[6]}<extra></extra>"
+                ),
+            )
+        )
+    if labelled and steps:
+        # Short steps in a long saga are thinner than a pixel; a marker keeps each one visible.
+        fig.add_trace(
+            go.Scatter(
+                name="step start",
+                mode="markers",
+                showlegend=False,
+                x=[ns_to_datetime(int(s.get("start_ns") or 0)) for s in steps],
+                y=[lane[_service(s)] for s in steps],
+                marker={
+                    "symbol": "line-ns",
+                    "size": 22,
+                    "line": {
+                        "width": 3,
+                        "color": [
+                            STEP_COLORS.get(_step_category(s), STEP_COLORS["action"]) for s in steps
+                        ],
+                    },
+                },
+                text=[shorten(str(s.get("name")), 80) for s in steps],
+                hoverinfo="text",
+            )
+        )
+    failed = [s for s in steps if s.get("outcome") == "failed"]
+    if failed:
+        fig.add_trace(
+            go.Scatter(
+                name="failed",
+                mode="markers",
+                x=[ns_to_datetime(int(s.get("end_ns") or s.get("start_ns") or 0)) for s in failed],
+                y=[lane[_service(s)] for s in failed],
+                marker={
+                    "symbol": "x",
+                    "size": 14,
+                    "color": FAILURE_COLOR,
+                    "line": {"width": 2, "color": "white"},
+                },
+                text=[shorten(str(s.get("error") or "failed"), 120) for s in failed],
+                hovertemplate="failed: %{text}<extra></extra>",
+            )
+        )
+    retried = [s for s in steps if int(s.get("attempts") or 1) > 1]
+    if retried:
+        fig.add_trace(
+            go.Scatter(
+                name="attempts",
+                mode="markers+text" if labelled else "markers",
+                x=[ns_to_datetime(int(s.get("start_ns") or 0)) for s in retried],
+                y=[lane[_service(s)] + 0.42 for s in retried],
+                marker={"symbol": "triangle-down", "size": 9, "color": "#34495e"},
+                text=[f"{int(s.get('attempts') or 1)} attempts" for s in retried],
+                textposition="middle right",
+                hoverinfo="text",
+            )
+        )
+    if hops:
+        fig.add_trace(
+            go.Scatter(
+                name="message sent",
+                mode="markers",
+                x=[ns_to_datetime(h.from_ns) for h in hops],
+                y=[lane[h.from_service] for h in hops],
+                marker={"symbol": "circle", "size": 10, "color": "#555"},
+                text=[
+                    f"sent to {shorten(h.label, 60)} → {shorten(h.to_service, 30)}" for h in hops
+                ],
+                hoverinfo="text",
+            )
+        )
+    for hop in hops:
+        fig.add_annotation(
+            x=ns_to_datetime(hop.to_ns),
+            y=lane[hop.to_service],
+            ax=ns_to_datetime(hop.from_ns),
+            ay=lane[hop.from_service],
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=3,
+            arrowsize=1.3,
+            arrowwidth=2,
+            arrowcolor="#555",
+            text="",
+            hovertext=f"message: {shorten(hop.label, 80)}",
+        )
+    if waiting_since_ns and now_ns:
+        y = lane.get(waiting_service, len(lanes) - 1 if lanes else 0)
+        fig.add_trace(
+            go.Scatter(
+                name="waiting",
+                mode="lines+text",
+                x=[ns_to_datetime(waiting_since_ns), ns_to_datetime(now_ns)],
+                y=[y, y],
+                line={"color": STATUS_COLORS["stalled"], "dash": "dot", "width": 4},
+                text=[
+                    f"waiting since {format_time(waiting_since_ns)} "
+                    f"({format_duration(now_ns - waiting_since_ns)})"
+                    + (f" for {shorten(waiting_for, 60)}" if waiting_for else ""),
+                    "",
+                ],
+                textposition="top right",
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        **_LAYOUT,
+        barmode="overlay",
+        height=min(140 + 70 * max(len(lanes), 1), 900),
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        yaxis={
+            "tickvals": list(range(len(lanes))),
+            "ticktext": [shorten(name, 28) for name in lanes],
+            "title": None,
+            "range": [len(lanes) - 0.5, -0.5],
+        },
+        xaxis={"type": "date", "title": None},
+        hovermode="closest",
+    )
+    return fig
+
+
+def _bar_label(step: Mapping[str, Any]) -> str:
+    label = shorten(str(step.get("name") or ""), 40)
+    if step.get("step_type") == "compensation":
+        label = "↩ " + label
+    attempts = int(step.get("attempts") or 1)
+    return f"{label} ×{attempts}" if attempts > 1 else label
+
+
+def build_status_figure(status_counts: Mapping[str, int]) -> go.Figure:
+    """Horizontal bars of sagas per status in the status colours."""
+    order = [s for s in STATUS_LABELS if status_counts.get(s)]
+    order += [s for s in status_counts if s not in STATUS_LABELS]
+    fig = go.Figure(
+        go.Bar(
+            orientation="h",
+            y=[STATUS_LABELS.get(s, s) for s in order],
+            x=[status_counts[s] for s in order],
+            marker={"color": [STATUS_COLORS.get(s, "#7f8c8d") for s in order]},
+            text=[status_counts[s] for s in order],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(
+        **_LAYOUT,
+        height=60 + 32 * max(len(order), 1),
+        title="Sagas by status",
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def build_throughput_figure(buckets: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Sagas started per time bucket (bars) and the failure rate (line, right axis)."""
+    x = [ns_to_datetime(int(b["bucket_ns"])) for b in buckets]
+    started = [int(b.get("started") or 0) for b in buckets]
+    failed = [int(b.get("failed") or 0) for b in buckets]
+    rate = [round(100 * f / s, 1) if s else 0.0 for f, s in zip(failed, started, strict=True)]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="started", x=x, y=started, marker={"color": "#3478c6"}))
+    fig.add_trace(go.Bar(name="failed", x=x, y=failed, marker={"color": FAILURE_COLOR}))
+    fig.add_trace(
+        go.Scatter(
+            name="failure rate %",
+            x=x,
+            y=rate,
+            yaxis="y2",
+            mode="lines+markers",
+            line={"color": "#e67e22"},
+        )
+    )
+    fig.update_layout(
+        **_LAYOUT,
+        title="Throughput and failure rate",
+        barmode="overlay",
+        height=300,
+        legend={"orientation": "h", "y": -0.2},
+        yaxis={"title": "sagas"},
+        yaxis2={
+            "title": "failed %",
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 100],
+            "showgrid": False,
+        },
+    )
+    return fig
+
+
+def build_duration_figure(durations: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """p50/p95/p99 saga duration per saga type, in seconds."""
+    types = [shorten(str(d.get("saga_type") or "(untyped)"), 30) for d in durations]
+    fig = go.Figure()
+    for q, color in (("p50", "#9ecae1"), ("p95", "#4292c6"), ("p99", "#08519c")):
+        values = [float(d.get(f"{q}_ns") or 0) / 1e9 for d in durations]
+        fig.add_trace(
+            go.Bar(
+                name=q,
+                x=types,
+                y=values,
+                marker={"color": color},
+                text=[format_duration(v * 1e9) for v in values],
+                textposition="outside",
+            )
+        )
+    fig.update_layout(
+        **_LAYOUT,
+        title="Duration percentiles per saga type",
+        barmode="group",
+        height=320,
+        yaxis={"title": "seconds"},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def flow_layers(nodes: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, int]:
+    """Left-to-right layer of every node: longest path from a source, ignoring back edges."""
+    order = {n: i for i, n in enumerate(nodes)}
+    # Edges that go back in first-seen order close a loop (retries, repeats); drop them.
+    forward = [(a, b) for a, b in edges if a in order and b in order and order[a] < order[b]]
+    layer = dict.fromkeys(nodes, 0)
+    for name in nodes:  # nodes are in first-seen order, so one pass settles a DAG
+        for a, b in forward:
+            if a == name:
+                layer[b] = max(layer[b], layer[a] + 1)
+    return layer
+
+
+def build_flow_figure(
+    flow: Mapping[str, Any],
+    expected: Sequence[Mapping[str, str]] | None = None,
+    max_nodes: int = 40,
+) -> go.Figure:
+    """Learned step graph, left to right: node size by count, colour by failure rate.
+
+    ``expected`` (from the definitions file: ``[{"name", "compensation"}, ...]``) is drawn as
+    dashed grey edges; expected steps never seen are hollow grey nodes.
+    """
+    nodes = list(flow.get("nodes") or [])
+    if len(nodes) > max_nodes:
+        # Thousands of one-off steps make an unreadable (and slow) graph: keep the common ones.
+        keep = {id(n) for n in sorted(nodes, key=lambda n: -int(n["count"]))[:max_nodes]}
+        nodes = [n for n in nodes if id(n) in keep]
+    kept = {str(n["name"]) for n in nodes}
+    edges = [e for e in flow.get("edges") or [] if e["source"] in kept and e["target"] in kept]
+    names = [str(n["name"]) for n in nodes]
+    expected_edges: list[tuple[str, str]] = []
+    if expected:
+        chain = [str(s["name"]) for s in expected]
+        expected_edges = list(itertools.pairwise(chain))
+        expected_edges += [
+            (str(s["name"]), str(s["compensation"])) for s in expected if s.get("compensation")
+        ]
+    extra = [n for e in expected_edges for n in e if n not in names]
+    all_names = names + list(dict.fromkeys(extra))
+    layer = flow_layers(
+        all_names, [(str(e["source"]), str(e["target"])) for e in edges] + expected_edges
+    )
+    rows: dict[int, int] = {}
+    pos: dict[str, tuple[float, float]] = {}
+    for name in all_names:
+        col = layer[name]
+        pos[name] = (float(col), float(rows.get(col, 0)))
+        rows[col] = rows.get(col, 0) + 1
+    fig = go.Figure()
+    top = max((c for c in rows.values()), default=1)
+    for a, b in expected_edges:
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        fig.add_trace(
+            go.Scatter(
+                x=[x0, x1],
+                y=[y0, y1],
+                mode="lines",
+                hoverinfo="skip",
+                line={"color": "#aaa", "dash": "dash", "width": 2},
+                showlegend=False,
+                name="expected",
+            )
+        )
+    biggest = max((int(e["count"]) for e in edges), default=1)
+    for e in edges:
+        a, b, count = str(e["source"]), str(e["target"]), int(e["count"])
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        fig.add_annotation(
+            x=x1,
+            y=y1,
+            ax=x0,
+            ay=y0,
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=3,
+            standoff=18,
+            startstandoff=18,
+            arrowwidth=1 + 4 * count / biggest,
+            arrowcolor="#5d6d7e",
+            text="",
+        )
+        fig.add_annotation(
+            x=(x0 + x1) / 2,
+            y=(y0 + y1) / 2,
+            text=f"{count}",
+            showarrow=False,
+            font={"size": 11, "color": "#2c3e50"},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
+    seen = nodes
+    if seen:
+        most = max(int(n["count"]) for n in seen) or 1
+        rates = [int(n.get("failed") or 0) / max(int(n["count"]), 1) for n in seen]
+        fig.add_trace(
+            go.Scatter(
+                name="observed steps",
+                x=[pos[str(n["name"])][0] for n in seen],
+                y=[pos[str(n["name"])][1] for n in seen],
+                mode="markers+text",
+                marker={
+                    "size": [18 + 22 * int(n["count"]) / most for n in seen],
+                    "color": rates,
+                    "cmin": 0,
+                    "cmax": 1,
+                    "colorscale": [[0, "#2e9d5b"], [0.3, "#f1c40f"], [1, FAILURE_COLOR]],
+                    "symbol": [
+                        "diamond" if n.get("step_type") == "compensation" else "circle"
+                        for n in seen
+                    ],
+                    "line": {"color": "#2c3e50", "width": 1},
+                    "colorbar": {"title": "failure rate", "tickformat": ".0%"},
+                },
+                text=[
+                    f"{shorten(str(n['name']), 28)}<br>{n['count']}× · "
+                    f"{format_duration(n.get('median_ns'))}"
+                    for n in seen
+                ],
+                textposition="bottom center",
+                customdata=[
+                    [
+                        n["count"],
+                        n.get("failed") or 0,
+                        r,
+                        format_duration(n.get("median_ns")),
+                        n.get("step_type"),
+                    ]
+                    for n, r in zip(seen, rates, strict=True)
+                ],
+                hovertemplate=(
+                    "<b>%{text}</b><br>%{customdata[4]}<br>seen %{customdata[0]}×, "
+                    "failed %{customdata[1]} (%{customdata[2]:.0%})<br>median "
+                    "%{customdata[3]}<extra></extra>"
+                ),
+            )
+        )
+    missing = [n for n in all_names if n not in names]
+    if missing:
+        fig.add_trace(
+            go.Scatter(
+                name="expected, never seen",
+                x=[pos[n][0] for n in missing],
+                y=[pos[n][1] for n in missing],
+                mode="markers+text",
+                marker={"size": 20, "color": "white", "line": {"color": "#999", "width": 2}},
+                text=[shorten(n, 28) for n in missing],
+                textposition="bottom center",
+            )
+        )
+    width = max(layer.values(), default=0)
+    fig.update_layout(
+        **_LAYOUT,
+        height=220 + 110 * top,
+        showlegend=bool(missing or expected),
+        legend={"orientation": "h", "y": -0.1},
+        xaxis={"visible": False, "range": [-0.5, width + 0.5]},
+        yaxis={"visible": False, "range": [top - 0.4, -0.6]},
+    )
+    return fig

@@ -1,0 +1,126 @@
+"""Small Streamlit pieces shared by the pages: errors, links, badges, the live toggle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import streamlit as st
+
+from collector.client import SourceError
+from dashboard import data
+from dashboard.format import STATUS_LABELS, display_key, shorten, status_label
+
+REFRESH_SECONDS = 10
+_BADGE = {
+    "completed": "green",
+    "compensated": "blue",
+    "running": "gray",
+    "stalled": "orange",
+    "failed": "violet",
+    "compensation_missing": "red",
+    "compensation_failed": "red",
+}
+_BADGE_ICON = {
+    "completed": ":material/check_circle:",
+    "compensated": ":material/undo:",
+    "running": ":material/hourglass_top:",
+    "stalled": ":material/pause_circle:",
+    "failed": ":material/cancel:",
+    "compensation_missing": ":material/warning:",
+    "compensation_failed": ":material/dangerous:",
+}
+SAGA_PAGE = "views/saga.py"
+SAGAS_PAGE = "views/sagas.py"
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Turn a failing source into a clear message instead of a traceback."""
+    try:
+        yield
+    except SourceError as exc:
+        s = data.settings()
+        st.error(f"**Cannot read saga data.** {exc}", icon=":material/cloud_off:")
+        if s.collector:
+            st.caption(
+                f"Is the collector running? Start it with `sagalens collector` or "
+                f"`sagalens up`, or browse a copied file offline with "
+                f"`sagalens dashboard --db PATH`. Expected at {s.collector}."
+            )
+        st.stop()
+
+
+def sidebar() -> None:
+    """Source description and the live auto-refresh switch."""
+    s = data.settings()
+    with st.sidebar:
+        st.caption(f"Reading {data.describe()}")
+        if s.live:
+            st.toggle(
+                "Auto-refresh",
+                value=True,
+                key="live_refresh",
+                help=f"Reload the data every {REFRESH_SECONDS} s; filters stay as they are.",
+            )
+        if st.button("Reload now", icon=":material/refresh:"):
+            data.clear()
+
+
+def refresh_every() -> int | None:
+    """Seconds between automatic reruns of the page body, None when off."""
+    if data.settings().live and st.session_state.get("live_refresh", True):
+        return REFRESH_SECONDS
+    return None
+
+
+def live_fragment(body: Callable[[], None]) -> None:
+    """Run ``body`` as a fragment that refreshes itself in live mode."""
+    st.fragment(body, run_every=refresh_every())()
+
+
+def empty_store_hint() -> None:
+    """What to do when nothing has arrived yet."""
+    s = data.settings()
+    if s.collector:
+        host = urlsplit(s.collector).hostname or "127.0.0.1"
+        st.info(
+            f"**No sagas yet** — point your OTLP exporter at {s.collector} "
+            f"(HTTP, `/v1/traces`) or {host}:4317 (gRPC), or post CloudEvents to "
+            f"{s.collector}/v1/events. Spans with `saga.id` / `saga.step` attributes "
+            "show up here within a second.",
+            icon=":material/inbox:",
+        )
+    else:
+        st.info(
+            f"**No sagas in {s.db}.** Import records with `sagalens import FILE --db "
+            f"{s.db}` or run a collector on it.",
+            icon=":material/inbox:",
+        )
+
+
+def badge(status: str) -> None:
+    """A coloured status badge."""
+    st.badge(
+        STATUS_LABELS.get(status, status),
+        icon=_BADGE_ICON.get(status),
+        color=_BADGE.get(status, "gray"),  # type: ignore[arg-type]
+    )
+
+
+def saga_link(saga: dict[str, Any], label: str = "") -> None:
+    """A same-tab link to a saga's detail page."""
+    text = (
+        label
+        or f"{status_label(saga.get('status', ''))} · {shorten(display_key(saga['saga_key']), 60)}"
+    )
+    st.page_link(SAGA_PAGE, label=text, query_params={"key": saga["saga_key"]})
+
+
+def saga_url(key: str) -> str:
+    """Relative URL of a saga's detail page (for table link columns)."""
+    from urllib.parse import quote
+
+    return f"./saga?key={quote(key, safe='')}"

@@ -1,0 +1,111 @@
+"""Order and batching never change the analysis; a saga alone analyses as it does in a crowd."""
+
+from dataclasses import asdict
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.analysis.config import SagaConfig
+from collector.analysis.core import analyze
+from collector.analysis.identity import identity_keys
+from collector.analysis.model import AnalysisResult
+from sample_data.shapes import SCENARIOS, SHAPES, build_population, combined_config
+
+CONFIG = SagaConfig.from_dict(combined_config())
+POP = build_population(
+    36, seed=7, scenario_weights={s: 1.0 for s in SCENARIOS}, spacing_ns=2_000_000_000
+)
+BASELINE = analyze(POP.spans, POP.logs, POP.events, CONFIG, POP.now_ns)
+
+
+def canon(result: AnalysisResult) -> dict[str, object]:
+    return {
+        "sagas": sorted((asdict(s) for s in result.sagas), key=lambda d: d["saga_key"]),
+        "steps": sorted((asdict(s) for s in result.steps), key=lambda d: (d["saga_key"], d["seq"])),
+        "findings": sorted((asdict(f) for f in result.findings), key=lambda d: d["finding_id"]),
+        "membership": dict(sorted(result.membership.items())),
+        "identity": dict(sorted(result.identity.items())),
+    }
+
+
+def test_population_covers_every_shape_and_many_statuses():
+    assert len(BASELINE.sagas) == 36
+    assert {s.status for s in BASELINE.sagas} >= {
+        "completed",
+        "compensated",
+        "compensation_missing",
+        "compensation_failed",
+        "stalled",
+        "failed",
+    }
+    # saga.id serves two shapes; with the combined config business keys win over correlationid
+    assert len({s.identity_rule for s in BASELINE.sagas}) == len(SHAPES) - 2
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_shuffled_arrival_gives_the_same_result(rng):
+    spans, logs, events = list(POP.spans), list(POP.logs), list(POP.events)
+    rng.shuffle(spans)
+    rng.shuffle(logs)
+    rng.shuffle(events)
+    assert canon(analyze(spans, logs, events, CONFIG, POP.now_ns)) == canon(BASELINE)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.integers(min_value=1, max_value=8))
+def test_batches_unioned_give_the_same_result(rng, n_batches):
+    batches: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_batches)]
+    for i, group in enumerate((POP.spans, POP.logs, POP.events)):
+        for record in group:
+            batches[rng.randrange(n_batches)][i].append(record)
+    spans = [r for b in batches for r in b[0]]
+    logs = [r for b in batches for r in b[1]]
+    events = [r for b in batches for r in b[2]]
+    assert canon(analyze(spans, logs, events, CONFIG, POP.now_ns)) == canon(BASELINE)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sets(st.integers(min_value=0, max_value=35), min_size=1, max_size=6))
+def test_a_subset_holding_whole_sagas_analyses_them_identically(chosen):
+    keys = sorted(BASELINE.sagas[i].saga_key for i in chosen)
+    wanted = set(keys)
+    member = BASELINE.membership
+    spans = [r for r in POP.spans if member.get(r.ref) in wanted]
+    logs = [r for r in POP.logs if member.get(r.ref) in wanted]
+    events = [r for r in POP.events if member.get(r.ref) in wanted]
+    sub = canon(analyze(spans, logs, events, CONFIG, POP.now_ns))
+    full = canon(BASELINE)
+    assert [s["saga_key"] for s in sub["sagas"]] == keys
+    assert sub["sagas"] == [s for s in full["sagas"] if s["saga_key"] in wanted]
+    assert sub["steps"] == [s for s in full["steps"] if s["saga_key"] in wanted]
+    assert sub["findings"] == [f for f in full["findings"] if f["saga_key"] in wanted]
+    assert sub["membership"] == {k: v for k, v in full["membership"].items() if v in wanted}
+    assert sub["identity"] == {k: v for k, v in full["identity"].items() if v in wanted}
+
+
+def test_identity_keys_find_the_saga_of_later_records():
+    """What the collector relies on: a new record's own keys lead to its earlier saga."""
+    for record in [*POP.spans, *POP.events]:
+        saga = BASELINE.membership.get(record.ref)
+        keys = identity_keys(record, CONFIG)
+        for key in keys:
+            if saga is not None and key in BASELINE.identity:
+                assert BASELINE.identity[key] == saga
+
+
+def test_records_without_identity_are_not_sagas():
+    from collector.normalize.records import SpanRecord
+
+    stray = SpanRecord(
+        trace_id="f" * 32,
+        span_id="e" * 16,
+        name="GET /health",
+        start_ns=1,
+        end_ns=2,
+        kind=2,
+        service_name="api",
+    )
+    result = analyze([*POP.spans, stray], POP.logs, POP.events, CONFIG, POP.now_ns)
+    assert stray.ref not in result.membership
+    assert canon(result)["sagas"] == canon(BASELINE)["sagas"]

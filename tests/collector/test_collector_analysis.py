@@ -1,0 +1,317 @@
+"""Incremental analysis inside a running collector, and the saga query API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from collector.store.queries import QueryError, SagaFilter, build_saga_list, build_saga_where
+from tests.conftest import RunningCollector, running_collector, wait_for
+
+NOW = time.time_ns()
+
+
+def _attrs(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": {"stringValue": v}} for k, v in values.items()]
+
+
+def _span(
+    trace: str,
+    span: str,
+    name: str,
+    start_s: float,
+    attrs: dict[str, Any],
+    error: bool = False,
+    links: list[tuple[str, str]] | None = None,
+    kind: int = 2,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "traceId": trace,
+        "spanId": span,
+        "name": name,
+        "kind": kind,
+        "startTimeUnixNano": str(int(NOW + start_s * 1e9)),
+        "endTimeUnixNano": str(int(NOW + (start_s + 0.1) * 1e9)),
+        "attributes": _attrs(attrs),
+        "status": {"code": 2 if error else 1},
+    }
+    if links:
+        out["links"] = [{"traceId": t, "spanId": s} for t, s in links]
+    return out
+
+
+def _send(c: RunningCollector, service: str, *spans: dict[str, Any]) -> None:
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attrs({"service.name": service})},
+                "scopeSpans": [{"spans": list(spans)}],
+            }
+        ]
+    }
+    r = httpx.post(
+        c.url + "/v1/traces",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+
+
+def _sagas(c: RunningCollector, **params: Any) -> list[dict[str, Any]]:
+    return list(c.get("/api/v1/sagas", **params)["sagas"])
+
+
+def _step(saga: str, step: str, kind: str = "action", **extra: str) -> dict[str, str]:
+    return {
+        "saga.id": saga,
+        "saga.name": "OrderSaga",
+        "saga.step": step,
+        "saga.step.type": kind,
+        **extra,
+    }
+
+
+def test_saga_spread_over_requests_and_services_becomes_one_compensated_saga(
+    collector: RunningCollector,
+) -> None:
+    _send(
+        collector,
+        "inventory",
+        _span("a" * 32, "1" * 16, "reserve_inventory", 0, _step("o-1", "reserve_inventory")),
+    )
+    wait_for(lambda: _sagas(collector))
+    _send(
+        collector,
+        "payments",
+        _span("b" * 32, "2" * 16, "charge_payment", 1, _step("o-1", "charge_payment"), error=True),
+    )
+    _send(
+        collector,
+        "inventory",
+        _span(
+            "c" * 32,
+            "3" * 16,
+            "release_inventory",
+            2,
+            _step(
+                "o-1",
+                "release_inventory",
+                "compensation",
+                **{"saga.compensates": "reserve_inventory"},
+            ),
+        ),
+    )
+
+    def settled() -> dict[str, Any] | None:
+        rows = _sagas(collector)
+        return rows[0] if len(rows) == 1 and rows[0]["status"] == "compensated" else None
+
+    saga = wait_for(settled)
+    assert sorted(saga["trace_ids"]) == ["a" * 32, "b" * 32, "c" * 32]
+    assert sorted(saga["services"]) == ["inventory", "payments"]
+    detail = collector.get(f"/api/v1/sagas/{saga['saga_key']}")
+    assert [s["name"] for s in detail["steps"]] == [
+        "reserve_inventory",
+        "charge_payment",
+        "release_inventory",
+    ]
+    assert [s["step_type"] for s in detail["steps"]] == ["action", "action", "compensation"]
+    assert len(detail["spans"]) == 3
+
+
+def test_consumer_trace_arriving_before_its_linked_producer_joins_the_saga(
+    collector: RunningCollector,
+) -> None:
+    producer_trace, consumer_trace = "d" * 32, "e" * 32
+    # The consumer's trace carries no saga key of its own; only a link to the producer.
+    _send(
+        collector,
+        "shipping",
+        _span(
+            consumer_trace,
+            "5" * 16,
+            "ship_order",
+            2,
+            {},
+            links=[(producer_trace, "4" * 16)],
+            kind=5,
+        ),
+    )
+    time.sleep(1.0)
+    assert _sagas(collector) == []
+    _send(
+        collector,
+        "orders",
+        _span(producer_trace, "4" * 16, "place_order", 0, _step("o-2", "place_order"), kind=4),
+    )
+
+    saga = wait_for(
+        lambda: (rows := _sagas(collector)) and consumer_trace in rows[0]["trace_ids"] and rows[0]
+    )
+    assert sorted(saga["trace_ids"]) == [producer_trace, consumer_trace]
+    assert "shipping" in saga["services"]
+
+
+def test_missing_compensation_is_reported_with_explanation_and_evidence(tmp_path: Path) -> None:
+    config = tmp_path / "sagalens.yaml"
+    config.write_text(
+        "stall_after: 1s\n"
+        "sagas:\n"
+        "  OrderSaga:\n"
+        "    steps:\n"
+        "      - {name: reserve_inventory, compensation: release_inventory}\n"
+        "      - {name: charge_payment, compensation: refund_payment}\n"
+        "      - {name: ship_order}\n"
+        "    completes_on: [ship_order]\n"
+    )
+    with running_collector(tmp_path, config=str(config)) as c:
+        _send(
+            c,
+            "orders",
+            _span("f" * 32, "6" * 16, "reserve_inventory", -30, _step("o-3", "reserve_inventory")),
+            _span("f" * 32, "7" * 16, "charge_payment", -29, _step("o-3", "charge_payment")),
+            _span("f" * 32, "8" * 16, "ship_order", -28, _step("o-3", "ship_order"), error=True),
+        )
+        saga = wait_for(lambda: (rows := _sagas(c, status="compensation_missing")) and rows[0])
+        assert "reserve_inventory" in saga["explanation"]
+        findings = c.get("/api/v1/findings", kind="missing_compensation")["findings"]
+        assert {f["step"] for f in findings} == {"reserve_inventory", "charge_payment"}
+        assert all(f["evidence"] and f["explanation"] for f in findings)
+        assert _sagas(c, finding="missing_compensation")[0]["saga_key"] == saga["saga_key"]
+
+
+def test_open_saga_becomes_stalled_without_new_records(tmp_path: Path) -> None:
+    config = tmp_path / "sagalens.yaml"
+    config.write_text("stall_after: 2s\n")
+    with running_collector(tmp_path, "--sweep-interval", "1", config=str(config)) as c:
+        started = (time.time_ns() - NOW) / 1e9  # now, not when the module was imported
+        _send(
+            c,
+            "inventory",
+            _span(
+                "9" * 32, "a" * 16, "reserve_inventory", started, _step("o-4", "reserve_inventory")
+            ),
+        )
+        wait_for(lambda: _sagas(c, status="running"))
+        # No new records: the periodic sweep must notice the stall on its own.
+        saga = wait_for(lambda: (rows := _sagas(c, status="stalled")) and rows[0], timeout=20)
+        assert saga["saga_key"].endswith("o-4")
+        stall = c.get("/api/v1/findings", kind="stall")["findings"]
+        assert len(stall) == 1 and "reserve_inventory" in stall[0]["explanation"]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "fragment"),
+    [
+        ({"status": "nonsense"}, 400, "unknown status"),
+        ({"sort": "colour"}, 400, "unknown sort"),
+        ({"limit": "0"}, 400, "limit"),
+        ({"limit": "x"}, 400, "integer"),
+        ({"finding": "bogus"}, 400, "unknown finding kind"),
+        ({"from": "yesterday"}, 400, "ISO 8601"),
+    ],
+)
+def test_api_rejects_bad_filters_clearly(
+    collector: RunningCollector, query: dict[str, str], status: int, fragment: str
+) -> None:
+    r = httpx.get(collector.url + "/api/v1/sagas", params=query)
+    assert r.status_code == status
+    assert fragment in r.json()["error"]
+
+
+def test_api_unknown_saga_is_404(collector: RunningCollector) -> None:
+    r = httpx.get(collector.url + "/api/v1/sagas/nope")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("f", "where", "params"),
+    [
+        (SagaFilter(), "", []),
+        (SagaFilter(status=("stalled",)), " WHERE status IN (?)", ["stalled"]),
+        (
+            SagaFilter(status=("failed", "compensated"), saga_type=("OrderSaga",)),
+            " WHERE status IN (?, ?) AND saga_type IN (?)",
+            ["failed", "compensated", "OrderSaga"],
+        ),
+        (SagaFilter(service="payments"), " WHERE list_contains(services, ?)", ["payments"]),
+        (
+            SagaFilter(from_ns=5, to_ns=9),
+            " WHERE greatest(ended_ns, last_progress_ns) >= ? AND started_ns <= ?",
+            [5, 9],
+        ),
+        (
+            SagaFilter(finding_kind="stall"),
+            " WHERE saga_key IN (SELECT saga_key FROM findings WHERE kind = ? AND "
+            "acknowledged_ns IS NULL)",
+            ["stall"],
+        ),
+    ],
+)
+def test_build_saga_where(f: SagaFilter, where: str, params: list[Any]) -> None:
+    assert build_saga_where(f) == (where, params)
+
+
+def test_build_saga_list_orders_and_pages() -> None:
+    sql, params = build_saga_list(SagaFilter(sort="steps", descending=False, limit=10, offset=20))
+    assert sql.endswith("ORDER BY step_count ASC, saga_key LIMIT ? OFFSET ?")
+    assert params == [10, 20]
+    with pytest.raises(QueryError, match="offset"):
+        build_saga_list(SagaFilter(offset=-1))
+
+
+def test_acknowledgement_and_report_export_land_in_a_verifiable_audit_log(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "sagalens.yaml"
+    config.write_text("stall_after: 1s\n")
+    with running_collector(tmp_path, config=str(config)) as c:
+        _send(
+            c,
+            "inventory",
+            _span("9" * 32, "b" * 16, "reserve_inventory", -60, _step("o-5", "reserve_inventory")),
+        )
+        finding = wait_for(lambda: c.get("/api/v1/findings")["findings"])[0]
+        r = httpx.post(
+            f"{c.url}/api/v1/findings/{finding['finding_id']}/ack",
+            json={"by": "alice", "note": "paged the payments team"},
+        )
+        assert r.status_code == 200 and r.json()["action"] == "finding.acknowledged"
+        assert httpx.post(f"{c.url}/api/v1/findings/nope/ack", json={"by": "a"}).status_code == 404
+        assert httpx.post(f"{c.url}/api/v1/findings/x/ack", json={}).status_code == 400
+        assert c.get("/api/v1/findings")["total"] == 0  # acknowledged findings leave the open list
+
+        out = tmp_path / "report.json"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "collector.cli",
+                "report",
+                "--collector",
+                c.url,
+                "--format",
+                "json",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        log = c.get("/api/v1/audit")
+        assert [e["action"] for e in log["entries"]] == [
+            "config.loaded",
+            "finding.acknowledged",
+            "report.exported",
+        ]
+        assert log["verified"] is True
+        assert log["entries"][2]["details"]["data_digest"] in done.stdout

@@ -1,0 +1,272 @@
+"""RabbitMQ tap against the real broker: copies, formats, poison messages, broker restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import duckdb
+import pytest
+from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
+from cloudevents.core.v1.event import CloudEvent
+
+from tests.conftest import require_service, running_collector, wait_for
+
+pytestmark = pytest.mark.brokers
+
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[dict[str, Any]]:
+    """A fresh durable topic exchange and a service queue bound to it; removed afterwards."""
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    name = f"sagalens-test-{uuid.uuid4().hex[:10]}"
+    conn = await aio_pika.connect(URL)
+    channel = await conn.channel()
+    exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+    service = await channel.declare_queue(f"{name}.service", durable=True)
+    await service.bind(exchange, "#")
+    await conn.close()
+    try:
+        yield {
+            "name": name,
+            "service_queue": f"{name}.service",
+            "tap_queue": f"sagalens.tap.{name}",
+        }
+    finally:
+        await _restore_broker()
+        conn = await aio_pika.connect(URL)
+        channel = await conn.channel()
+        for queue in (f"{name}.service", f"sagalens.tap.{name}"):
+            await channel.queue_delete(queue)
+        await channel.exchange_delete(name)
+        await conn.close()
+
+
+async def _restore_broker() -> None:
+    """Leave RabbitMQ running for everyone else, whatever a test did to it."""
+    for _ in range(60):
+        try:
+            conn = await aio_pika.connect(URL, timeout=2)
+            await conn.close()
+            return
+        except Exception:
+            subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, timeout=60)
+            await asyncio.sleep(0.5)
+
+
+def _tap_arg(broker: dict[str, Any], extra: str = "") -> str:
+    return f"{URL}?exchange={broker['name']}&binding=%23&batch_ms=20{extra}"
+
+
+async def _queue_state(name: str) -> tuple[int, int]:
+    """(messages ready, consumers) of a queue, or (-1, 0) while it does not exist."""
+    conn = await aio_pika.connect(URL)
+    try:
+        channel = await conn.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        result = queue.declaration_result
+        return int(result.message_count or 0), int(result.consumer_count or 0)
+    except aio_pika.exceptions.ChannelClosed:
+        return -1, 0
+    finally:
+        await conn.close()
+
+
+async def _wait_consumer(queue: str) -> None:
+    for _ in range(150):
+        if (await _queue_state(queue))[1] >= 1:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the tap never started consuming {queue}")
+
+
+async def _publish(exchange_name: str, messages: list[aio_pika.Message], keys: list[str]) -> None:
+    conn = await aio_pika.connect(URL)
+    try:
+        channel = await conn.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(exchange_name)
+        for message, key in zip(messages, keys, strict=True):
+            await exchange.publish(message, routing_key=key)
+    finally:
+        await conn.close()
+
+
+def _ce_message(mode: str, i: int) -> aio_pika.Message:
+    event = CloudEvent(
+        {
+            "id": f"ce-{mode}-{i}",
+            "source": "/orders",
+            "type": "OrderPlaced",
+            "traceparent": f"00-{TRACE}-{SPAN}-01",
+            "correlationid": f"order-{i}",
+            "datacontenttype": "application/json",
+        },
+        {"orderId": i},
+    )
+    wire = (
+        ce_rabbitmq.to_structured_event(event)
+        if mode == "structured"
+        else ce_rabbitmq.to_binary_event(event)
+    )
+    return aio_pika.Message(
+        wire.body,
+        headers=dict(wire.headers),
+        content_type=wire.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _store_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_tap_stores_every_format_once_and_services_still_get_everything(
+    tmp_path: Path, broker: dict[str, Any]
+) -> None:
+    name = broker["name"]
+    plain = {"orderId": 7, "eventType": "PaymentCaptured"}
+    messages = [
+        _ce_message("structured", 1),
+        _ce_message("binary", 2),
+        # AMQP binding proper: cloudEvents: application properties.
+        aio_pika.Message(
+            b'{"orderId": 3}',
+            content_type="application/json",
+            headers={
+                "cloudEvents:id": "amqp-3",
+                "cloudEvents:source": "/inventory",
+                "cloudEvents:specversion": "1.0",
+                "cloudEvents:type": "InventoryReserved",
+                "cloudEvents:causationid": "ce-binary-2",
+            },
+        ),
+        aio_pika.Message(
+            json.dumps(plain).encode(),
+            message_id="m-1",
+            headers={"traceparent": f"00-{TRACE}-{SPAN}-01"},
+        ),
+        aio_pika.Message(json.dumps(plain).encode(), message_id="m-1"),  # publisher retry
+        aio_pika.Message(b'{"orderId": 8}'),  # aiormq gives it a random message id
+        aio_pika.Message(b"\x00not json at all"),  # poison
+        aio_pika.Message(b'{"pad": "' + b"x" * 70_000 + b'"}', message_id="big"),  # oversized
+        aio_pika.Message(
+            b'{"specversion": "1.0", "source": "/x", "type": "T"}',
+            content_type="application/cloudevents+json",
+        ),  # no id
+        aio_pika.Message(
+            b'{"specversion": "0.3", "id": "1", "source": "/x", "type": "T"}',
+            content_type="application/cloudevents+json",
+        ),  # wrong version
+    ]
+    keys = [
+        "orders.placed",
+        "orders.placed",
+        "inventory.reserved",
+        "payments.captured",
+        "payments.captured",
+        "orders.misc",
+        "orders.bad",
+        "orders.big",
+        "orders.bad",
+        "orders.bad",
+    ]
+    with running_collector(tmp_path, "--tap", _tap_arg(broker, "&max_message_bytes=65536")) as c:
+        await _wait_consumer(broker["tap_queue"])
+        await _publish(name, messages, keys)
+        wait_for(lambda: c.counts()["events"] == 5 and c.counts()["rejections"] == 4, timeout=20)
+        ready = 0
+        for _ in range(50):
+            ready, _consumers = await _queue_state(broker["tap_queue"])
+            if ready == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert ready == 0
+        assert c.stop() == 0
+    # The service's own queue got every message, untouched by the tap.
+    assert (await _queue_state(broker["service_queue"]))[0] == len(messages)
+
+    rows = {
+        r[0]: r
+        for r in _store_rows(
+            c.db,
+            (
+                "SELECT id, type, source, transport, destination, trace_id, parent_span_id, "
+                "extensions, destination_details, message_id, data FROM events"
+            ),
+        )
+    }
+    assert len(rows) == 5
+    assert {"ce-structured-1", "ce-binary-2", "amqp-3", "m-1"} < set(rows)
+    structured = rows["ce-structured-1"]
+    assert structured[1:5] == ("OrderPlaced", "/orders", "amqp", f"{name}/orders.placed")
+    assert structured[5:7] == (TRACE, SPAN)
+    assert json.loads(structured[7])["correlationid"] == "order-1"
+    assert rows["ce-binary-2"][5] == TRACE
+    assert json.loads(rows["amqp-3"][7]) == {"causationid": "ce-binary-2"}
+    plain_row = rows["m-1"]
+    assert plain_row[1:4] == ("payments.captured", f"amqp://{name}", "amqp")
+    assert plain_row[5] == TRACE
+    assert json.loads(plain_row[8]) == {"exchange": name, "routing_key": "payments.captured"}
+    reasons = [r[0] for r in _store_rows(c.db, "SELECT reason FROM rejections ORDER BY reason")]
+    assert any("not valid JSON" in r for r in reasons)
+    assert any("exceeds the limit of 65536 bytes" in r for r in reasons)
+    assert any("missing required CloudEvents attribute: id" in r for r in reasons)
+    assert any("unsupported specversion '0.3'" in r for r in reasons)
+
+
+async def test_type_from_json_field(tmp_path: Path, broker: dict[str, Any]) -> None:
+    body = json.dumps({"data": {"eventType": "ShipmentDispatched"}}).encode()
+    with running_collector(tmp_path, "--tap", _tap_arg(broker, "&type_from=data.eventType")) as c:
+        await _wait_consumer(broker["tap_queue"])
+        await _publish(broker["name"], [aio_pika.Message(body, message_id="s-1")], ["shipping.x"])
+        wait_for(lambda: c.counts()["events"] == 1)
+        assert c.stop() == 0
+    assert _store_rows(c.db, "SELECT type FROM events") == [("ShipmentDispatched",)]
+
+
+async def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
+    tmp_path: Path, broker: dict[str, Any]
+) -> None:
+    total, half = 3000, 1500
+
+    def batch(lo: int, hi: int) -> list[aio_pika.Message]:
+        return [
+            aio_pika.Message(
+                json.dumps({"n": i}).encode(),
+                message_id=f"r-{i}",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            for i in range(lo, hi)
+        ]
+
+    with running_collector(tmp_path, "--tap", _tap_arg(broker)) as c:
+        await _wait_consumer(broker["tap_queue"])
+        await _publish(broker["name"], batch(0, half), ["orders.n"] * half)
+        try:
+            # Restart while the tap still holds unacked deliveries from the first half.
+            subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        finally:
+            subprocess.run(
+                ["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=60
+            )
+        await _restore_broker()
+        await _wait_consumer(broker["tap_queue"])
+        await _publish(broker["name"], batch(half, total), ["orders.n"] * (total - half))
+        wait_for(lambda: c.counts()["events"] >= total, timeout=30)
+        await asyncio.sleep(0.5)  # anything redelivered late must not add rows
+        assert c.counts()["events"] == total
+        assert c.stop() == 0
+    assert (await _queue_state(broker["service_queue"]))[0] == total
+    ids = _store_rows(c.db, "SELECT count(DISTINCT message_id), count(*) FROM events")
+    assert ids == [(total, total)]

@@ -1,0 +1,144 @@
+"""End to end: `sagalens up` in a subprocess, each page opened in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, wait_for
+from tests.dashboard.fixtures import sample_sagas
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def _require_browser() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+    if os.environ.get("SAGALENS_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + " and SAGALENS_REQUIRE_BROWSER=1")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(dashboard URL, collector URL) of a running `sagalens up` filled with sample sagas."""
+    _require_browser()
+    tmp = tmp_path_factory.mktemp("up")
+    config = tmp / "sagalens.yaml"
+    config.write_text(
+        "sagas:\n  OrderSaga:\n    steps:\n"
+        "      - {name: reserve_inventory, compensation: release_inventory}\n"
+        "      - {name: charge_payment, compensation: refund_payment}\n"
+        "      - {name: ship_order}\n      - {name: notify_customer}\n"
+    )
+    http, grpc, port = free_port(), free_port(), free_port()
+    log = open(tmp / "up.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "up",
+            "--db",
+            str(tmp / "store.duckdb"),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    collector, dashboard = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{port}"
+
+    def ok(url: str) -> bool:
+        if proc.poll() is not None:
+            raise AssertionError((tmp / "up.log").read_text())
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(lambda: ok(collector + "/healthz"), timeout=30)
+        httpx.post(collector + "/v1/traces", json=sample_sagas(time.time_ns()), timeout=10)
+        wait_for(lambda: httpx.get(collector + "/api/v1/sagas").json()["total"] == 5, timeout=15)
+        wait_for(lambda: ok(dashboard + "/_stcore/health"), timeout=30)
+        yield dashboard, collector
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+PAGES = [  # (name, path, texts that must be visible)
+    (
+        "overview",
+        "/",
+        ["Overview", "Stalled", "Never undone", "Worst offenders", "order-1004"],
+    ),
+    ("sagas", "/sagas?status=compensation_missing", ["Sagas", "1 sagas match"]),
+    ("saga-stalled", "/saga?key=" + quote("saga.id:order-1004"), ["Waiting since", "Stall"]),
+    (
+        "saga-missing",
+        "/saga?key=" + quote("saga.id:order-1003"),
+        ["Missing compensation", "release_inventory never ran", "refund_payment"],
+    ),
+    ("saga-completed", "/saga?key=" + quote("saga.id:order-1001"), ["4 · 2", "2 attempts"]),
+    ("flow", "/flow?type=OrderSaga", ["Flow", "charge_payment", "Compensated", "definitions file"]),
+    ("findings", "/findings", ["Findings", "Missing compensation (1)", "Stall (1)"]),
+]
+
+
+def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    dashboard, _ = up
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            for name, path, texts in PAGES:
+                page.goto(dashboard + path)
+                for text in texts:
+                    expect(page.get_by_text(text).first).to_be_visible(timeout=15_000)
+                if name.startswith("saga-") or name == "flow":
+                    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=15_000)
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            page.goto(dashboard + "/sagas")
+            expect(page.get_by_text("5 sagas match")).to_be_visible(timeout=15_000)
+            expect(page.locator("[data-testid='stDataFrame']")).to_be_visible()
+            expect(page.get_by_role("link", name="Overview")).to_be_visible()
+        finally:
+            browser.close()

@@ -1,0 +1,274 @@
+"""Figure builders checked on their content (``fig.to_dict()``), not just that they run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dashboard import figures
+from dashboard.format import FAILURE_COLOR, STEP_COLORS, display_key, format_duration, shorten
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+
+
+def step(
+    seq: int,
+    name: str,
+    service: str,
+    start: int,
+    end: int,
+    *,
+    step_type: str = "action",
+    outcome: str = "ok",
+    attempts: int = 1,
+    records: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "name": name,
+        "service": service,
+        "step_type": step_type,
+        "start_ns": T0 + start * S,
+        "end_ns": T0 + end * S if end else 0,
+        "outcome": outcome,
+        "attempts": attempts,
+        "compensates": "",
+        "error": "boom" if outcome == "failed" else "",
+        "records": records or [],
+    }
+
+
+STEPS = [
+    step(0, "reserve", "inventory", 0, 1),
+    step(1, "charge", "payment", 1, 3, attempts=3),
+    step(2, "ship", "shipping", 3, 4, outcome="failed"),
+    step(3, "release", "inventory", 5, 6, step_type="compensation"),
+]
+SPANS = [
+    {
+        "trace_id": "a",
+        "span_id": "p1",
+        "kind": 4,
+        "service_name": "orders",
+        "start_ns": T0,
+        "name": "publish",
+        "messaging_destination": "orders.q",
+    },
+    {
+        "trace_id": "b",
+        "span_id": "c1",
+        "kind": 5,
+        "service_name": "shipping",
+        "start_ns": T0 + 3 * S,
+        "links": [{"trace_id": "a", "span_id": "p1"}],
+        "name": "consume",
+    },
+    {
+        "trace_id": "a",
+        "span_id": "c2",
+        "parent_span_id": "p1",
+        "kind": 5,
+        "service_name": "payment",
+        "start_ns": T0 + S,
+        "name": "consume",
+    },
+    {
+        "trace_id": "a",
+        "span_id": "x",
+        "parent_span_id": "c2",
+        "kind": 5,
+        "service_name": "payment",
+        "start_ns": T0 + S,
+        "name": "consume, parent not a producer",
+    },
+]
+
+
+def _traces(fig: Any, name: str) -> list[dict[str, Any]]:
+    return [t for t in fig.to_dict()["data"] if t.get("name") == name]
+
+
+def test_timeline_one_lane_per_service() -> None:
+    fig = figures.build_timeline_figure(STEPS)
+    assert fig.to_dict()["layout"]["yaxis"]["ticktext"] == ["inventory", "payment", "shipping"]
+    (action,) = _traces(fig, "action")
+    assert list(action["y"]) == [0, 1, 2]
+
+
+def test_timeline_actions_and_compensations_look_different() -> None:
+    fig = figures.build_timeline_figure(STEPS)
+    (action,), (comp,) = _traces(fig, "action"), _traces(fig, "compensation")
+    assert action["marker"]["color"] == STEP_COLORS["action"]
+    assert comp["marker"]["color"] == STEP_COLORS["compensation"]
+    assert comp["marker"]["pattern"]["shape"] == "/"
+    assert list(comp["text"]) == ["↩ release"]
+
+
+def test_timeline_failures_marked() -> None:
+    fig = figures.build_timeline_figure(STEPS)
+    (failed,) = _traces(fig, "failed")
+    assert failed["marker"]["symbol"] == "x" and failed["marker"]["color"] == FAILURE_COLOR
+    assert list(failed["y"]) == [2]
+    (action,) = _traces(fig, "action")
+    assert list(action["marker"]["line"]["color"]) == ["white", "white", FAILURE_COLOR]
+
+
+def test_timeline_attempts_labelled() -> None:
+    fig = figures.build_timeline_figure(STEPS)
+    (attempts,) = _traces(fig, "attempts")
+    assert list(attempts["text"]) == ["3 attempts"]
+    assert "charge ×3" in _traces(fig, "action")[0]["text"]
+
+
+def test_message_hops_from_links_and_parents() -> None:
+    hops = figures.message_hops(SPANS)
+    assert [(h.from_service, h.to_service) for h in hops] == [
+        ("orders", "shipping"),
+        ("orders", "payment"),
+    ]
+    assert hops[0].label == "orders.q"
+
+
+def test_message_hop_through_an_event_step() -> None:
+    spans = [SPANS[0]]
+    events = [{"event_key": "k1", "parent_span_id": "p1", "type": "OrderPlaced", "source": "x"}]
+    steps = [step(0, "OrderPlaced", "billing", 2, 2, step_type="event", records=["event:k1"])]
+    (hop,) = figures.message_hops(spans, events, steps)
+    assert (hop.from_service, hop.to_service, hop.to_ns) == ("orders", "billing", T0 + 2 * S)
+
+
+def test_timeline_draws_one_arrow_per_hop_and_adds_lanes() -> None:
+    fig = figures.build_timeline_figure(STEPS, figures.message_hops(SPANS))
+    layout = fig.to_dict()["layout"]
+    arrows = [a for a in layout["annotations"] if a.get("showarrow")]
+    assert len(arrows) == 2
+    assert "orders" in layout["yaxis"]["ticktext"]
+
+
+def test_timeline_stalled_wait() -> None:
+    steps = [step(0, "reserve", "inventory", 0, 1)]
+    fig = figures.build_timeline_figure(
+        steps,
+        now_ns=T0 + 3600 * S,
+        waiting_since_ns=T0 + S,
+        waiting_for="charge",
+        waiting_service="inventory",
+    )
+    (wait,) = _traces(fig, "waiting")
+    assert wait["text"][0].startswith("waiting since 2023-11-14 22:13:21Z (59m 59s) for charge")
+
+
+def test_timeline_running_step_runs_to_now() -> None:
+    steps = [step(0, "reserve", "inventory", 0, 0, outcome="running")]
+    fig = figures.build_timeline_figure(steps, now_ns=T0 + 10 * S)
+    (running,) = _traces(fig, "running")
+    assert running["x"][0] == pytest.approx(10_000)
+
+
+def test_timeline_5000_steps_drops_labels_not_bars() -> None:
+    many = [step(i, f"s{i}", f"svc{i % 7}", i, i + 1) for i in range(5000)]
+    fig = figures.build_timeline_figure(many)
+    (action,) = _traces(fig, "action")
+    assert len(action["x"]) == 5000 and action.get("text") is None
+    assert fig.to_dict()["layout"]["height"] <= 900
+
+
+def test_flow_layers_and_overlay() -> None:
+    flow = {
+        "nodes": [
+            {"name": "a", "step_type": "action", "count": 10, "failed": 0, "median_ns": S},
+            {"name": "b", "step_type": "action", "count": 10, "failed": 5, "median_ns": S},
+            {
+                "name": "undo_a",
+                "step_type": "compensation",
+                "count": 5,
+                "failed": 0,
+                "median_ns": S,
+            },
+        ],
+        "edges": [
+            {"source": "a", "target": "b", "count": 10},
+            {"source": "b", "target": "undo_a", "count": 5},
+            {"source": "b", "target": "a", "count": 1},
+        ],
+    }
+    assert figures.flow_layers(["a", "b", "undo_a"], [("a", "b"), ("b", "undo_a"), ("b", "a")]) == {
+        "a": 0,
+        "b": 1,
+        "undo_a": 2,
+    }
+    expected = [
+        {"name": "a", "compensation": "undo_a"},
+        {"name": "b", "compensation": ""},
+        {"name": "c", "compensation": ""},
+    ]
+    fig = figures.build_flow_figure(flow, expected)
+    d = fig.to_dict()
+    (observed,) = [t for t in d["data"] if t.get("name") == "observed steps"]
+    assert list(observed["marker"]["symbol"]) == ["circle", "circle", "diamond"]
+    assert list(observed["marker"]["color"]) == [0.0, 0.5, 0.0]
+    (never,) = [t for t in d["data"] if t.get("name") == "expected, never seen"]
+    assert list(never["text"]) == ["c"]
+    assert len([t for t in d["data"] if t.get("name") == "expected"]) == 3
+    arrows = [a for a in d["layout"]["annotations"] if a.get("showarrow")]
+    assert len(arrows) == 3
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (None, "—"),
+        (500, "500 ns"),
+        (2_500, "2 µs"),
+        (850 * 1_000_000, "850 ms"),
+        (4_200_000_000, "4.2 s"),
+        (200 * S, "3m 20s"),
+        (7500 * S, "2h 05m"),
+        (3 * 86400 * S, "3d 0h"),
+    ],
+)
+def test_format_duration(ns: int | None, text: str) -> None:
+    assert format_duration(ns) == text
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("saga.id:order-1", "order-1"),
+        ("temporal.workflow:wf-1", "wf-1"),
+        ("plain", "plain"),
+        ("Weird Prefix:x", "Weird Prefix:x"),
+    ],
+)
+def test_display_key(key: str, shown: str) -> None:
+    assert display_key(key) == shown
+
+
+def test_shorten_keeps_both_ends() -> None:
+    text = shorten("a" * 50 + "ZZ", 20)
+    assert len(text) == 20 and text.endswith("ZZ") and "…" in text
+
+
+def test_status_overview_figures() -> None:
+    d = figures.build_status_figure({"completed": 3, "stalled": 1}).to_dict()
+    assert list(d["data"][0]["y"]) == ["Stalled", "Completed"]
+    tp = figures.build_throughput_figure([{"bucket_ns": T0, "started": 4, "failed": 1}]).to_dict()
+    assert list(tp["data"][2]["y"]) == [25.0]
+    du = figures.build_duration_figure(
+        [{"saga_type": "", "sagas": 1, "p50_ns": S, "p95_ns": 2 * S, "p99_ns": 3 * S}]
+    ).to_dict()
+    assert list(du["data"][0]["x"]) == ["(untyped)"]
+
+
+def test_flow_keeps_the_most_frequent_steps() -> None:
+    nodes = [
+        {"name": f"s{i}", "step_type": "action", "count": 1000 - i, "failed": 0, "median_ns": S}
+        for i in range(500)
+    ]
+    edges = [{"source": f"s{i}", "target": f"s{i + 1}", "count": 1} for i in range(499)]
+    d = figures.build_flow_figure({"nodes": nodes, "edges": edges}, max_nodes=10).to_dict()
+    (observed,) = [t for t in d["data"] if t.get("name") == "observed steps"]
+    assert len(observed["x"]) == 10
+    assert len([a for a in d["layout"]["annotations"] if a.get("showarrow")]) == 9

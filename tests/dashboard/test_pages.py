@@ -1,0 +1,280 @@
+"""Every page rendered with AppTest against a really started collector holding sample sagas."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.export import export_saga_zip
+from tests.conftest import RunningCollector, running_collector, wait_for
+from tests.dashboard.fixtures import EXPECTED_STATUS, UNICODE_KEY, sample_sagas
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+KEYS = {k: f"saga.id:{k}" for k in EXPECTED_STATUS}
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCollector]:
+    with running_collector(
+        tmp_path_factory.mktemp("filled"), config=str(_config(tmp_path_factory))
+    ) as c:
+        r = httpx.post(c.url + "/v1/traces", json=sample_sagas(time.time_ns()), timeout=10)
+        assert r.status_code == 200, r.text
+
+        def analysed() -> bool:
+            rows = c.get("/api/v1/sagas")["sagas"]
+            got = {row["saga_key"]: row["status"] for row in rows}
+            return got == {KEYS[k]: v for k, v in EXPECTED_STATUS.items()}
+
+        wait_for(analysed, timeout=15)
+        yield c
+
+
+def _config(factory: pytest.TempPathFactory) -> Path:
+    return _config_at(factory.mktemp("config"))
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, url: str, page: str = "", **params: str) -> AppTest:
+    monkeypatch.setenv("SAGALENS_COLLECTOR", url)
+    monkeypatch.delenv("SAGALENS_DB", raising=False)
+    monkeypatch.delenv("SAGALENS_TOKEN", raising=False)
+    at = AppTest.from_file(APP, default_timeout=30)
+    if page:
+        at.switch_page(page)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def _text(at: AppTest) -> str:
+    parts = [
+        e.value
+        for e in [
+            *at.markdown,
+            *at.caption,
+            *at.info,
+            *at.warning,
+            *at.error,
+            *at.success,
+            *at.title,
+            *at.subheader,
+        ]
+    ]
+    parts += [str(m.label) + " " + str(m.value) for m in at.metric]
+    parts += [str(getattr(e.proto, "label", "")) for e in at.get("page_link")]
+    return "\n".join(str(p) for p in parts)
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_overview_counts_and_links(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url)
+    assert not at.exception
+    m = _metrics(at)
+    assert m["Sagas"] == "5"
+    assert m["Stalled"] == "1"
+    assert m["Never undone"] == "1"
+    assert m["Undo failed"] == "0"
+    links = [e.proto for e in at.get("page_link")]
+    assert any(link.label == "View →" and "status=stalled" in link.query_string for link in links)
+    assert any("finding=missing_compensation" in link.query_string for link in links)
+    text = _text(at)
+    assert "order-1004" in text and "order-1003" in text  # worst offenders
+    assert "No progress for" in text
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_sagas_filters_from_url(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, filled.url, "views/sagas.py", status="compensated")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["saga"]) == ["order-1002"]
+    assert "Compensated" in table["status"].iloc[0]
+    assert at.multiselect(key="f_status").value == ["compensated"]
+    assert "1 sagas match" in _text(at)
+
+
+def test_sagas_search_sort_and_share(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url, "views/sagas.py")
+    assert len(at.dataframe[0].value) == 5
+    at.selectbox(key="f_sort").set_value("key")
+    at.toggle(key="f_asc").set_value(True).run()
+    assert list(at.dataframe[0].value["saga"])[1:3] == ["order-1001", "order-1002"]
+    at.text_input(key="f_q").set_value("1003").run()
+    assert list(at.dataframe[0].value["saga"]) == ["order-1003"]
+    assert at.query_params["q"] == ["1003"] or at.query_params["q"] == "1003"
+    at.text_input(key="f_q").set_value("nothing-like-this").run()
+    assert "No sagas match these filters." in _text(at)
+
+
+def test_saga_detail_stalled(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1004"])
+    assert not at.exception
+    text = _text(at)
+    assert "Waiting since" in text
+    assert "Stall" in text
+    steps = at.dataframe[0].value
+    assert list(steps["step"]) == ["reserve_inventory"]
+
+
+def test_saga_detail_missing_compensation(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1003"])
+    assert not at.exception
+    text = _text(at)
+    assert "Missing compensation" in text
+    assert "release_inventory never ran" in text
+    steps = at.dataframe[0].value
+    assert list(steps["step"]) == [
+        "reserve_inventory",
+        "charge_payment",
+        "ship_order",
+        "refund_payment",
+    ]
+    assert list(steps["outcome"]) == ["ok", "ok", "failed", "ok"]
+    assert _metrics(at)["Steps"] == "4"
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.expander) >= 5  # raw spans
+
+
+def test_saga_detail_retries_and_hop(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1001"])
+    steps = at.dataframe[0].value
+    assert list(steps["attempts"]) == [1, 2, 1]
+    assert _metrics(at)["Services · traces"] == "4 · 2"
+    assert "No findings" in _text(at)
+
+
+def test_saga_detail_unknown_and_unicode(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url, "views/saga.py", key="saga.id:nope")
+    assert "No saga with key" in _text(at)
+    at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS[UNICODE_KEY])
+    assert not at.exception
+    assert "commande-ünïcødé-日本語" in at.title[0].value
+    assert "…" in at.title[0].value  # very long key shortened
+
+
+def test_flow_page(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, filled.url, "views/flow.py", type="OrderSaga")
+    assert not at.exception
+    m = _metrics(at)
+    assert m["Sagas"] == "4" and m["Compensated"] == "1"  # the stalled one is typed by its steps
+    nodes = at.dataframe[0].value
+    row = nodes[nodes["step"] == "charge_payment"].iloc[0]
+    assert row["runs"] == 3 and row["failure rate"] == "33%"
+    assert "definitions file" in _text(at)
+
+
+def test_findings_page(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, filled.url, "views/findings.py")
+    assert not at.exception
+    subheaders = [h.value for h in at.subheader]
+    assert "Missing compensation (1)" in subheaders and "Stall (1)" in subheaders
+    labels = [e.proto.label for e in at.get("page_link")]
+    assert any("order-1003" in label and "reserve_inventory" in label for label in labels)
+
+
+def test_export_report_zip(filled: RunningCollector) -> None:
+    saga = filled.get(f"/api/v1/sagas/{KEYS['order-1003']}")
+    blob = export_saga_zip(saga, "json", now_ns=time.time_ns(), source="test")
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        names = z.namelist()
+        body = z.read(names[0]).decode()
+    assert any(n.endswith(".manifest.json") for n in names)
+    assert "release_inventory" in body
+
+
+def test_empty_store_and_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with running_collector(tmp_path) as empty:
+        at = _app(monkeypatch, empty.url)
+        assert "No sagas yet" in _text(at) and empty.url in _text(at)
+        at = _app(monkeypatch, empty.url, "views/flow.py")
+        assert "No sagas yet" in _text(at)
+        at = _app(monkeypatch, empty.url, "views/findings.py")
+        assert "No open findings" in _text(at)
+    at = _app(monkeypatch, empty.url, "views/sagas.py")
+    assert "Cannot read saga data" in _text(at)
+    assert not at.exception
+
+
+def test_acknowledging_a_finding_records_who_and_clears_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_collector(tmp_path, config=str(_config_at(tmp_path))) as c:
+        r = httpx.post(c.url + "/v1/traces", json=sample_sagas(time.time_ns()), timeout=10)
+        assert r.status_code == 200
+        wait_for(lambda: c.get("/api/v1/findings")["total"] >= 2)
+        before = c.get("/api/v1/findings")["total"]
+        at = _app(monkeypatch, c.url, "views/findings.py")
+        button = at.button(key=next(b.key for b in at.button if b.key.startswith("ack-")))
+        button.click().run()
+        assert "Enter your name" in _text(at)  # nobody named: nothing recorded
+        assert c.get("/api/v1/findings")["total"] == before
+        at.text_input(key="ack_by").input("alice").run()
+        at.button(key=button.key).click().run()
+        assert not at.exception
+        assert c.get("/api/v1/findings")["total"] == before - 1
+        entry = c.get("/api/v1/audit")["entries"][-1]
+        assert entry["action"] == "finding.acknowledged" and entry["actor"] == "alice"
+
+
+def _config_at(tmp_path: Path) -> Path:
+    path = tmp_path / "sagalens.yaml"
+    path.write_text(
+        "sagas:\n  OrderSaga:\n    steps:\n"
+        "      - {name: reserve_inventory, compensation: release_inventory}\n"
+        "      - {name: charge_payment, compensation: refund_payment}\n"
+        "      - {name: ship_order}\n"
+        "      - {name: notify_customer}\n"
+    )
+    return path
+
+
+def test_period_report_zip_holds_the_filtered_sagas_and_verifies(
+    filled: RunningCollector, tmp_path: Path
+) -> None:
+    from collector.client import ApiSource
+    from dashboard.export import export_period_zip
+    from dashboard.report import verify
+
+    scope = {"status": "compensation_missing,stalled"}
+    blob = export_period_zip(
+        ApiSource(filled.url).iter_sagas(scope),
+        "json",
+        now_ns=time.time_ns(),
+        source="test",
+        filters=scope,
+    )
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        z.extractall(tmp_path)
+        report = next(n for n in z.namelist() if not n.endswith(".manifest.json"))
+    body = (tmp_path / report).read_text()
+    assert KEYS["order-1003"] in body and KEYS["order-1004"] in body
+    assert KEYS["order-1001"] not in body
+    assert verify(tmp_path / report).ok
+
+
+def test_sagas_page_offers_the_period_export(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url, "views/sagas.py")
+    assert not at.exception
+    assert "Every saga matching the filters above" in _text(at)
