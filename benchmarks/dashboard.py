@@ -5,7 +5,9 @@ protobuf with the ``saga.*`` convention, posted in parallel) plus one saga of ``
 steps, waits until analysis has caught up, then times each API query behind the pages
 (p95 over ``--repeats`` calls) and each page from navigation until its content is visible.
 
-    python benchmarks/dashboard.py [--sagas 100000] [--steps 10] [--big-steps 1000]
+    python benchmarks/dashboard.py [--sagas 100000] [--steps 10] [--big-steps 1000] [--db FILE]
+
+With ``--db FILE`` the store is kept there; a later run with the same file skips the loading.
 """
 
 from __future__ import annotations
@@ -291,8 +293,11 @@ def main() -> None:
     ap.add_argument("--big-steps", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--page-repeats", type=int, default=3)
+    ap.add_argument("--db", default="", help="keep the store in this file and reuse it")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="sagalens-bench-")
+    db = args.db or os.path.join(tmp, "b.duckdb")
+    reuse = os.path.exists(db)
     http, grpc, port = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
         [
@@ -301,7 +306,7 @@ def main() -> None:
             "collector.cli",
             "up",
             "--db",
-            os.path.join(tmp, "b.duckdb"),
+            db,
             "--http-port",
             str(http),
             "--grpc-port",
@@ -325,7 +330,10 @@ def main() -> None:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.3)
-        load(collector, args.sagas, args.steps, args.big_steps)
+        if reuse:
+            print(f"reusing {db}: {httpx.get(collector + '/api/v1/stats').json()['counts']}")
+        else:
+            load(collector, args.sagas, args.steps, args.big_steps)
         queries = time_queries(collector, args.repeats)
         pages = time_pages(dashboard, args.page_repeats)
     finally:

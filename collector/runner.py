@@ -182,7 +182,15 @@ def materialize(
     _bulk(
         conn, "sagas", {**_fields(Saga, result.sagas), "updated_ns": [now_ns] * len(result.sagas)}
     )
-    _bulk(conn, "steps", _fields(Step, result.steps))
+    # Flow queries group steps by saga type and by the step that came next: both are stored.
+    steps = _fields(Step, result.steps)
+    type_of = {s.saga_key: s.saga_type for s in result.sagas}
+    after = {(s.saga_key, s.seq): s.name for s in result.steps}
+    steps["saga_type"] = [type_of.get(k, "") for k in steps["saga_key"]]
+    steps["next_step"] = [
+        after.get((k, seq + 1)) for k, seq in zip(steps["saga_key"], steps["seq"], strict=True)
+    ]
+    _bulk(conn, "steps", steps)
     findings = result.findings
     previous = [kept.get(f.finding_id, (f.detected_ns, None, None)) for f in findings]
     _bulk(

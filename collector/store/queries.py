@@ -205,7 +205,10 @@ class Reader:
         if not rows:
             return None
         saga = rows[0]
-        saga["steps"] = self._all("SELECT * FROM steps WHERE saga_key = ? ORDER BY seq", [key])
+        saga["steps"] = self._all(
+            "SELECT * EXCLUDE (saga_type, next_step) FROM steps WHERE saga_key = ? ORDER BY seq",
+            [key],
+        )
         saga["findings"] = self._all(
             "SELECT * FROM findings WHERE saga_key = ? ORDER BY detected_ns", [key]
         )
@@ -309,16 +312,12 @@ class Reader:
             "SELECT s.name, s.step_type, count(*) AS count, "
             "count(*) FILTER (WHERE s.outcome = 'failed') AS failed, "
             "median(CASE WHEN s.end_ns > 0 THEN s.end_ns - s.start_ns END) AS median_ns "
-            "FROM steps s JOIN sagas g USING (saga_key) WHERE g.saga_type = ? "
-            "GROUP BY 1, 2 ORDER BY min(s.seq), 1",
+            "FROM steps s WHERE s.saga_type = ? GROUP BY 1, 2 ORDER BY min(s.seq), 1",
             [saga_type],
         )
         edges = self._all(
-            "WITH ordered AS (SELECT s.saga_key, s.name, "
-            "lead(s.name) OVER (PARTITION BY s.saga_key ORDER BY s.seq) AS next_name "
-            "FROM steps s JOIN sagas g USING (saga_key) WHERE g.saga_type = ?) "
-            "SELECT name AS source, next_name AS target, count(*) AS count FROM ordered "
-            "WHERE next_name IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC",
+            "SELECT name AS source, next_step AS target, count(*) AS count FROM steps "
+            "WHERE saga_type = ? AND next_step IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
             [saga_type],
         )
         total = int(self._one("SELECT count(*) FROM sagas WHERE saga_type = ?", [saga_type]) or 0)

@@ -181,6 +181,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        4,
+        "steps carry their saga type and the step that followed, so flow queries read one table",
+        """
+        DROP INDEX steps_saga;
+        ALTER TABLE steps ADD COLUMN saga_type VARCHAR;
+        ALTER TABLE steps ADD COLUMN next_step VARCHAR;
+        UPDATE steps SET saga_type = g.saga_type FROM sagas g WHERE steps.saga_key = g.saga_key;
+        UPDATE steps SET next_step = n.next_step
+        FROM (
+            SELECT saga_key, seq, lead(name) OVER (PARTITION BY saga_key ORDER BY seq) AS next_step
+            FROM steps
+        ) n
+        WHERE steps.saga_key = n.saga_key AND steps.seq = n.seq;
+        CREATE INDEX steps_saga ON steps (saga_key);
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

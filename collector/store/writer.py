@@ -80,8 +80,8 @@ class WriterStats:
     last_commit_seconds: float = 0.0
 
 
-def migrate(conn: duckdb.DuckDBPyConnection) -> int:
-    """Apply pending migrations; return the schema version."""
+def migrate(conn: duckdb.DuckDBPyConnection, upto: int | None = None) -> int:
+    """Apply pending migrations (up to version ``upto``, default all); return the version."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, description VARCHAR, applied_ns BIGINT)"
@@ -89,7 +89,7 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
     row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
     current = int(row[0]) if row else 0
     for version, description, sql in MIGRATIONS:
-        if version <= current:
+        if version <= current or (upto is not None and version > upto):
             continue
         conn.execute("BEGIN")
         try:

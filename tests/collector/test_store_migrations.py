@@ -1,0 +1,59 @@
+"""Schema migrations applied to a store written by an earlier version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from collector.store.queries import Reader
+from collector.store.schema import LATEST_VERSION
+from collector.store.writer import migrate
+
+
+def test_fresh_store_reaches_the_latest_version(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "s.duckdb"))
+    assert migrate(conn) == LATEST_VERSION
+    assert migrate(conn) == LATEST_VERSION  # a second open applies nothing
+    rows = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    versions = [r[0] for r in rows]
+    assert versions == list(range(1, LATEST_VERSION + 1))
+
+
+def test_steps_of_an_older_store_gain_saga_type_and_next_step(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "old.duckdb"))
+    assert migrate(conn, upto=3) == 3
+    conn.execute(
+        "INSERT INTO sagas (saga_key, saga_type, status) VALUES "
+        "('a', 'OrderSaga', 'compensated'), ('b', 'OrderSaga', 'completed'), "
+        "('c', 'RefundSaga', 'completed')"
+    )
+    conn.execute(
+        "INSERT INTO steps (saga_key, seq, name, step_type, outcome, start_ns, end_ns) VALUES "
+        "('a', 0, 'reserve', 'action', 'ok', 0, 10), ('a', 1, 'charge', 'action', 'failed', 10, 20),"
+        "('a', 2, 'release', 'compensation', 'ok', 20, 30),"
+        "('b', 1, 'charge', 'action', 'ok', 10, 40), ('b', 0, 'reserve', 'action', 'ok', 0, 10),"
+        "('c', 0, 'refund', 'action', 'ok', 0, 5)"
+    )
+    assert migrate(conn) == LATEST_VERSION
+    rows = conn.execute(
+        "SELECT saga_key, seq, saga_type, next_step FROM steps ORDER BY saga_key, seq"
+    ).fetchall()
+    assert rows == [
+        ("a", 0, "OrderSaga", "charge"),
+        ("a", 1, "OrderSaga", "release"),
+        ("a", 2, "OrderSaga", None),
+        ("b", 0, "OrderSaga", "charge"),
+        ("b", 1, "OrderSaga", None),
+        ("c", 0, "RefundSaga", None),
+    ]
+    flow = Reader(conn).flow("OrderSaga")
+    assert flow["sagas"] == 2 and flow["compensated"] == 1
+    edges = {(e["source"], e["target"]): e["count"] for e in flow["edges"]}
+    assert edges == {("reserve", "charge"): 2, ("charge", "release"): 1}
+    nodes = {n["name"]: (n["count"], n["failed"], n["median_ns"]) for n in flow["nodes"]}
+    assert nodes == {"reserve": (2, 0, 10), "charge": (2, 1, 20), "release": (1, 0, 10)}
+    # the saga detail keeps serving steps as the analysis produced them
+    steps = Reader(conn).get_saga("a")
+    assert steps is not None
+    assert "next_step" not in steps["steps"][0] and steps["steps"][1]["name"] == "charge"
