@@ -46,8 +46,12 @@ SERVICES = {
     "release_truck": "fleet",
     "ship_order": "shipping",
     "notify_customer": "notifications",
-    "audit": "audit",
+    "update_loyalty": "loyalty",
+    "send_invoice": "billing",
+    "archive_order": "orders",
+    "record_audit": "audit",
 }
+AFTER = ["update_loyalty", "send_invoice", "archive_order", "record_audit"]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -78,7 +82,8 @@ def saga_spans(index: int, steps: int, now_ns: int, rng: random.Random) -> list[
     trace = index.to_bytes(8, "big") + b"\x5a" * 8
     t0 = now_ns - rng.randint(6, 7 * 24 * 60) * MIN
     fate = rng.random()
-    names = [STEPS[i % len(STEPS)] if i < len(STEPS) else "audit" for i in range(steps - 1)]
+    # distinct step names: a real saga repeats a step only on retries
+    names = (STEPS + AFTER)[: steps - 1]
     rows: list[tuple] = []
     t = t0
     stalled = fate < 0.01
@@ -96,7 +101,7 @@ def saga_spans(index: int, steps: int, now_ns: int, rng: random.Random) -> list[
                 t,
                 t + dur,
                 "declined" if failed else "",
-                {"saga.step": name, "saga.step.type": "action"},
+                {"saga.name": "OrderSaga", "saga.step": name, "saga.step.type": "action"},
             )
         )
         t += dur
@@ -114,6 +119,7 @@ def saga_spans(index: int, steps: int, now_ns: int, rng: random.Random) -> list[
                         t + dur,
                         "",
                         {
+                            "saga.name": "OrderSaga",
                             "saga.step": COMPENSATION[n],
                             "saga.step.type": "compensation",
                             "saga.compensates": n,
@@ -295,6 +301,8 @@ def main() -> None:
     ap.add_argument("--page-repeats", type=int, default=3)
     ap.add_argument("--db", default="", help="keep the store in this file and reuse it")
     args = ap.parse_args()
+    if not 2 <= args.steps <= len(STEPS) + len(AFTER) + 1:
+        ap.error(f"--steps must be between 2 and {len(STEPS) + len(AFTER) + 1}")
     tmp = tempfile.mkdtemp(prefix="sagalens-bench-")
     db = args.db or os.path.join(tmp, "b.duckdb")
     reuse = os.path.exists(db)
