@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from typing import Any
 
 import duckdb
 
 from collector.store.columns import to_json
-from dashboard.report.audit_log import chain_entry
+from dashboard.report.audit_log import AUDIT_COLUMNS, chain_entry, verify_audit_log
 
 ACTION = re.compile(r"^[a-z]+(\.[a-z_]+)+$")
 
@@ -67,3 +69,21 @@ def acknowledge_finding(
             "note": note,
         },
     )
+
+
+def read_audit_log(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The whole log in ``seq`` order and whether its chain verifies (``GET /api/v1/audit``).
+
+    ``details`` come back as objects; text that is not valid JSON is left as text, so that
+    the verification names the entry instead of the read failing.
+    """
+    cur = conn.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY seq")
+    entries = []
+    for values in cur.fetchall():
+        row = dict(zip(AUDIT_COLUMNS, values, strict=True))
+        if isinstance(row["details"], str):
+            with contextlib.suppress(ValueError):
+                row["details"] = json.loads(row["details"])
+        entries.append(row)
+    report = verify_audit_log(entries)
+    return {"entries": entries, "verified": report.ok, "problems": report.problems}

@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from collector.client import SourceError, open_source
 from collector.service import DEFAULT_MAX_BODY, Settings
+
+if TYPE_CHECKING:
+    from dashboard.report import ReportMeta
 
 DEFAULT_DB = "sagalens.duckdb"
 
@@ -411,6 +414,65 @@ def _completeness(source: Any) -> Any:
     )
 
 
+def _report_meta(**scope: Any) -> ReportMeta:
+    """Who, when, where and which version, for the report header and the audit entry."""
+    import getpass
+    import socket
+    from importlib.metadata import version
+
+    from dashboard.report import ReportMeta
+
+    return ReportMeta(
+        generated_ns=time.time_ns(),
+        generated_by=getpass.getuser(),
+        host=socket.gethostname(),
+        sagalens_version=version("sagalens"),
+        **scope,
+    )
+
+
+def _record_export(source: Any, actor: str, details: dict[str, Any]) -> None:
+    """Append ``report.exported`` to the audit log, or say why it could not be."""
+    try:
+        recorded = source.record_action(actor, "report.exported", details)
+    except SourceError as exc:
+        raise click.ClickException(
+            f"report written but not recorded in the audit log: {exc}"
+        ) from exc
+    if not recorded:
+        click.echo("note: not recorded in the audit log (the store was opened read-only)")
+
+
+def _export_audit_log(source: Any, out: Path, sign_key: Path | None) -> None:
+    from dashboard.report import AUDIT_LOG_FORMAT, ReportError, export_audit_log
+
+    meta = _report_meta(title="sagalens audit log")
+    try:
+        log = source.audit_log()
+        result = export_audit_log(log["entries"], out, meta, sign_key)
+    except (ReportError, SourceError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"wrote {out} and {result.manifest}: {result.record_count} entries, "
+        f"chain head {result.data_digest}{', signed' if result.signed else ''}"
+    )
+    if not log["verified"]:
+        click.echo(
+            "warning: the audit log as stored does not verify; the export shows the same:\n"
+            + "\n".join(f"  problem: {p}" for p in log["problems"]),
+            err=True,
+        )
+    details = {
+        "format": AUDIT_LOG_FORMAT,
+        "out": str(out),
+        "data_digest": result.data_digest,
+        "entries": result.record_count,
+        "signed": result.signed,
+        "host": meta.host,
+    }
+    _record_export(source, meta.generated_by, details)
+
+
 @main.command("report")
 @collector_option
 @db_option
@@ -420,7 +482,14 @@ def _completeness(source: Any) -> Any:
 @click.option("--saga", default="", help="Report on one saga (its key).")
 @click.option("--status", default="", help="Only sagas with these statuses (comma-separated).")
 @click.option("--type", "saga_type", default="", help="Only sagas of this type.")
-@click.option("--format", "fmt", type=click.Choice(["pdf", "csv", "json", "ocel"]), required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pdf", "csv", "json", "ocel", "audit-log"]),
+    required=True,
+    help="audit-log exports sagalens' own audit log, always whole and unredacted "
+    "(its hash chain is checked from the first entry).",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--config",
@@ -450,18 +519,34 @@ def report_cmd(
     sign_key: Path | None,
     no_redaction: bool,
 ) -> None:
-    """Export a tamper-evident audit report (PDF, CSV, JSON Lines or OCEL 2.0)."""
-    import getpass
-    import socket
-    from importlib.metadata import version
-
+    """Export a tamper-evident audit report (PDF, CSV, JSON Lines, OCEL 2.0) or the audit log."""
     from collector.api import parse_time_ns
     from collector.store.queries import QueryError
-    from dashboard.report import RedactionRules, ReportError, ReportMeta, export_report
+    from dashboard.report import RedactionRules, ReportError, export_report
 
+    if fmt == "audit-log":
+        scoped = [
+            flag
+            for flag, value in (
+                ("--from", from_),
+                ("--to", to),
+                ("--saga", saga),
+                ("--status", status),
+                ("--type", saga_type),
+            )
+            if value
+        ]
+        if scoped:
+            raise click.UsageError(
+                f"{', '.join(scoped)} cannot be used with --format audit-log: the whole log is "
+                "exported, so that its hash chain can be checked from the first entry"
+            )
     if not collector_url and not db:
         db = DEFAULT_DB
     source = _source(collector_url, db, token)
+    if fmt == "audit-log":
+        _export_audit_log(source, out, sign_key)
+        return
     cfg = _load_config(config)
     try:
         from_ns, to_ns = parse_time_ns(from_, "--from"), parse_time_ns(to, "--to")
@@ -471,11 +556,7 @@ def report_cmd(
             rules = RedactionRules.from_dict(cfg["redaction"])
         else:
             rules = RedactionRules.defaults()
-        meta = ReportMeta(
-            generated_ns=time.time_ns(),
-            generated_by=getpass.getuser(),
-            host=socket.gethostname(),
-            sagalens_version=version("sagalens"),
+        meta = _report_meta(
             from_ns=from_ns,
             to_ns=to_ns,
             saga_key=saga,
@@ -507,14 +588,7 @@ def report_cmd(
         "signed": result.signed,
         "host": meta.host,
     }
-    try:
-        recorded = source.record_action(meta.generated_by, "report.exported", details)
-    except SourceError as exc:
-        raise click.ClickException(
-            f"report written but not recorded in the audit log: {exc}"
-        ) from exc
-    if not recorded:
-        click.echo("note: not recorded in the audit log (the store was opened read-only)")
+    _record_export(source, meta.generated_by, details)
 
 
 @main.command("verify")
@@ -526,7 +600,7 @@ def report_cmd(
     help="Trusted Ed25519 public key (PEM) the signature must match.",
 )
 def verify_cmd(path: Path, pubkey: Path | None) -> None:
-    """Check an exported report's hash chain, file digests and signature."""
+    """Check an exported report's or audit log's hash chain, file digests and signature."""
     from dashboard.report import VerifyError, verify
 
     try:

@@ -30,6 +30,7 @@ class Source(Protocol):
     def iter_sagas(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]: ...
     def describe(self) -> str: ...
     def record_action(self, actor: str, action: str, details: dict[str, Any]) -> bool: ...
+    def audit_log(self) -> dict[str, Any]: ...
 
 
 class ApiSource:
@@ -76,6 +77,10 @@ class ApiSource:
         """Append to the collector's audit log."""
         self._post("/api/v1/audit", {"actor": actor, "action": action, "details": details})
         return True
+
+    def audit_log(self) -> dict[str, Any]:
+        """The whole audit log: ``{"entries", "verified", "problems"}``."""
+        return dict(self._get("/api/v1/audit"))
 
     def acknowledge(self, finding_id: str, by: str, note: str = "") -> dict[str, Any]:
         from urllib.parse import quote
@@ -138,6 +143,17 @@ class DbSource:
     def record_action(self, actor: str, action: str, details: dict[str, Any]) -> bool:
         """A read-only file cannot take audit entries; the caller says so."""
         return False
+
+    def audit_log(self) -> dict[str, Any]:
+        """The whole audit log: ``{"entries", "verified", "problems"}``."""
+        from collector.audit import read_audit_log
+
+        try:
+            return read_audit_log(self.conn)
+        except duckdb.CatalogException as exc:
+            raise SourceError(
+                f"{self.path} has no audit log (written by an older sagalens?): {exc}"
+            ) from exc
 
     def list_sagas(self, params: dict[str, Any]) -> dict[str, Any]:
         f = saga_filter_from_params(_Params(params))

@@ -18,5 +18,8 @@ st.navigation(
         st.Page(
             "views/findings.py", title="Findings", icon=":material/report:", url_path="findings"
         ),
+        st.Page(
+            "views/audit.py", title="Audit log", icon=":material/verified_user:", url_path="audit"
+        ),
     ]
 ).run()

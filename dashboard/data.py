@@ -102,15 +102,22 @@ def flow(s: Settings, saga_type: str) -> dict[str, Any]:
     return dict(_source(s).call("flow", saga_type))
 
 
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def audit_log(s: Settings) -> dict[str, Any]:
+    """sagalens' own audit log in seq order, with whether its hash chain verifies."""
+    return dict(_source(s).call("audit_log"))
+
+
 def clear() -> None:
     """Forget cached answers (after the user asks for a refresh)."""
-    for fn in (overview, list_sagas, get_saga, list_findings, flow):
+    for fn in (overview, list_sagas, get_saga, list_findings, flow, audit_log):
         fn.clear()
 
 
 __all__ = [
     "Settings",
     "SourceError",
+    "audit_log",
     "clear",
     "describe",
     "flow",

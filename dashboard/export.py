@@ -1,4 +1,4 @@
-"""Audit report export of one saga for the dashboard's download button (no Streamlit here)."""
+"""Audit report and audit log exports for the dashboard's download buttons (no Streamlit here)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ import io
 import socket
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dashboard.report import Completeness, ReportMeta, export_report, manifest_path
+from dashboard.report import (
+    AUDIT_LOG_FORMAT,
+    Completeness,
+    ExportResult,
+    ReportMeta,
+    export_audit_log,
+    export_report,
+)
 
 MIME = {
     "pdf": "application/pdf",
@@ -20,6 +27,7 @@ MIME = {
     "ocel": "application/json",
 }
 SUFFIX = {"pdf": "pdf", "csv": "csv", "json": "jsonl", "ocel": "ocel.json"}
+AUDIT_LOG_FILE = "sagalens-audit-log.jsonl"
 
 
 def _version() -> str:
@@ -89,6 +97,32 @@ def export_period_zip(
     return _zip_report(sagas, fmt, meta, completeness, f"sagas.{SUFFIX.get(fmt, fmt)}")
 
 
+def export_audit_log_zip(
+    rows: Iterable[Mapping[str, Any]], *, now_ns: int, user: str = "dashboard"
+) -> tuple[bytes, dict[str, Any]]:
+    """A zip of the whole audit log export and its manifest, and the details to record with it.
+
+    The caller appends ``report.exported`` with these details once the download is made.
+    """
+    meta = ReportMeta(
+        generated_ns=now_ns,
+        generated_by=user,
+        host=socket.gethostname(),
+        sagalens_version=_version(),
+        title="sagalens audit log",
+    )
+    blob, result = _zip_export(AUDIT_LOG_FILE, lambda out: export_audit_log(rows, out, meta))
+    details = {
+        "format": AUDIT_LOG_FORMAT,
+        "out": AUDIT_LOG_FILE,
+        "data_digest": result.data_digest,
+        "entries": result.record_count,
+        "signed": False,
+        "host": meta.host,
+    }
+    return blob, details
+
+
 def _zip_report(
     sagas: Iterable[Mapping[str, Any]],
     fmt: str,
@@ -96,11 +130,16 @@ def _zip_report(
     completeness: Completeness,
     name: str,
 ) -> bytes:
+    blob, _ = _zip_export(name, lambda out: export_report(sagas, fmt, out, meta, completeness))
+    return blob
+
+
+def _zip_export(name: str, write: Callable[[Path], ExportResult]) -> tuple[bytes, ExportResult]:
+    """Run ``write`` into a temporary folder and zip what it wrote: the files and the manifest."""
     with tempfile.TemporaryDirectory(prefix="sagalens-report-") as tmp:
-        out = Path(tmp) / name
-        export_report(sagas, fmt, out, meta, completeness)
+        result = write(Path(tmp) / name)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            z.write(out, out.name)
-            z.write(manifest_path(out), manifest_path(out).name)
-        return buf.getvalue()
+            for path in (*result.files, result.manifest):
+                z.write(path, path.name)
+        return buf.getvalue(), result

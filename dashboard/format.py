@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 _RULE = re.compile(r"[a-z][a-z0-9_.]*")
+_DIGEST = re.compile(r"[0-9a-f]{32,}")
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 
@@ -146,3 +149,29 @@ def duration_ns(start_ns: int, end_ns: int, now_ns: int = 0) -> int | None:
         return None
     end = end_ns or now_ns
     return end - start_ns if end else None
+
+
+def audit_details(details: Mapping[str, Any], limit: int = 200) -> str:
+    """An audit entry's details on one line: 'format: json · sagas: 5 · signed · digest: 4499…'.
+
+    Nested objects (a report's scope) are flattened, empty values and raw ``*_ns`` numbers are
+    left out, and ids and digests come last, cut to their first 12 characters.
+    """
+    return shorten(" · ".join(_detail_parts(details)), limit)
+
+
+def _detail_parts(details: Mapping[str, Any]) -> list[str]:
+    parts, digests = [], []
+    for key, value in details.items():
+        name = key.replace("_", " ")
+        if isinstance(value, Mapping):
+            parts += _detail_parts(value)
+        elif value is True:
+            parts.append(name)
+        elif value is None or value is False or value in ("", [], {}) or key.endswith("_ns"):
+            continue
+        elif isinstance(value, str) and _DIGEST.fullmatch(value):
+            digests.append(f"{name}: {value[:12]}…")
+        else:
+            parts.append(f"{name}: {value}")
+    return parts + digests

@@ -1,7 +1,7 @@
 """Audit reports: PDF for people, CSV and JSON Lines for tools, OCEL 2.0 for process mining.
 
-Importable without Streamlit. Builders are pure (records in, text out); ``writer`` and
-``verify`` are the only modules that touch files.
+Importable without Streamlit. Builders are pure (records in, text out); ``writer``,
+``audit_export`` and ``verify`` are the only modules that touch files.
 
 File convention: an export to ``--out PATH`` writes ``PATH`` and ``PATH.manifest.json`` in the
 same directory. ``verify`` accepts either of the two paths.
@@ -15,6 +15,9 @@ same directory. ``verify`` accepts either of the two paths.
 - ``ocel``: one OCEL 2.0 JSON document (see ``ocel``), covered by its file digest.
 - ``pdf``: the audit document, covered by its file digest; every page shows the data digest.
 
+- ``audit-log``: sagalens' own audit log (see ``audit_log``), JSON Lines of the stored rows,
+  written by ``export_audit_log`` with the same manifest and checked by the same ``verify``.
+
 The *data digest* is the chain head of the canonical JSON Lines records of the export's data:
 equal for every format of the same sagas, metadata and redaction rules, and stated on every
 PDF page and in every manifest.
@@ -22,7 +25,8 @@ PDF page and in every manifest.
 
 from __future__ import annotations
 
-from .audit_log import chain_entry, verify_audit_log
+from .audit_export import export_audit_log
+from .audit_log import AUDIT_LOG_FORMAT, chain_entry, verify_audit_log
 from .chain import VerifyReport
 from .errors import ReportError, VerifyError
 from .meta import FORMATS, Completeness, ExportResult, ReportMeta, iso_ns
@@ -31,6 +35,7 @@ from .verify import verify
 from .writer import export_report, manifest_path
 
 __all__ = [
+    "AUDIT_LOG_FORMAT",
     "FORMATS",
     "Completeness",
     "ExportResult",
@@ -40,6 +45,7 @@ __all__ = [
     "VerifyError",
     "VerifyReport",
     "chain_entry",
+    "export_audit_log",
     "export_report",
     "iso_ns",
     "manifest_path",

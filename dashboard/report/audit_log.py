@@ -4,10 +4,14 @@ Each row's ``hash`` is the SHA-256 of the canonical JSON of ``{seq, at_ns, actor
 details, prev_hash}``; sequence numbers start at ``FIRST_SEQ`` (1) and the first row's
 ``prev_hash`` is ``GENESIS``. Writing the rows is the
 store's job; this module only computes and checks them.
+
+The export format (``audit-log``) is JSON Lines: one row per line exactly as stored, with the
+columns ``AUDIT_COLUMNS`` in that order and ``details`` as a JSON object, in ``seq`` order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,6 +19,8 @@ from typing import Any
 from .chain import GENESIS, ChainRecord, VerifyReport, canonical, sha256_hex, verify_chain
 
 FIRST_SEQ = 1
+AUDIT_LOG_FORMAT = "audit-log"
+AUDIT_COLUMNS = ("seq", "at_ns", "actor", "action", "details", "prev_hash", "hash")
 
 
 def _entry_hash(
@@ -52,10 +58,31 @@ def chain_entry(
     }
 
 
-def verify_audit_log(rows: Iterable[Mapping[str, Any]]) -> VerifyReport:
-    """Check an audit log read in ``seq`` order or storage order.
+def audit_log_line(row: Mapping[str, Any]) -> str:
+    """The export line of one row (newline-terminated); ``details`` JSON text becomes an object.
+
+    Details that are not valid JSON stay text, so that verification reports them.
+    """
+    details = row.get("details")
+    if isinstance(details, str):
+        with contextlib.suppress(ValueError):
+            details = json.loads(details)
+    values = {name: row.get(name) for name in AUDIT_COLUMNS}
+    values["details"] = {} if details is None else details
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def verify_audit_log(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    where: str = "audit log",
+    expected_count: int | None = None,
+    expected_head: str | None = None,
+) -> VerifyReport:
+    """Check an audit log read in ``seq`` order or storage order, from its first entry.
 
     ``details`` may be a dict or its JSON text (as DuckDB returns JSON columns).
+    ``expected_count`` and ``expected_head`` are what a manifest says the log holds.
     """
     records: list[ChainRecord] = []
     report = VerifyReport()
@@ -66,7 +93,7 @@ def verify_audit_log(rows: Iterable[Mapping[str, Any]]) -> VerifyReport:
                 details = json.loads(details)
             except ValueError:
                 report.problems.append(
-                    f"audit log entry {row.get('seq')}: details are not valid JSON"
+                    f"{where}: record {row.get('seq')}: details are not valid JSON"
                 )
                 continue
         seq = int(row["seq"])
@@ -87,6 +114,12 @@ def verify_audit_log(rows: Iterable[Mapping[str, Any]]) -> VerifyReport:
                 f" ({row.get('action', '')} by {row.get('actor', '')})",
             )
         )
-    result = verify_chain(records, where="audit log", first=FIRST_SEQ)
+    result = verify_chain(
+        records,
+        expected_count=expected_count,
+        expected_head=expected_head,
+        where=where,
+        first=FIRST_SEQ,
+    )
     report.merge(result)
     return report

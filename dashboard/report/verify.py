@@ -1,4 +1,4 @@
-"""Verification of an exported report: manifest signature, file digests and hash chains."""
+"""Verification of an export (report or audit log): signature, file digests and hash chains."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .audit_log import AUDIT_LOG_FORMAT, verify_audit_log
 from .chain import (
     ChainRecord,
     VerifyReport,
@@ -86,6 +87,17 @@ def _verify_file(folder: Path, entry: Mapping[str, Any]) -> VerifyReport:
                 where=name,
             )
         )
+    elif fmt == AUDIT_LOG_FORMAT:
+        rows, parse_report = _read_audit_log(fpath, name)
+        report.merge(parse_report)
+        report.merge(
+            verify_audit_log(
+                rows,
+                where=name,
+                expected_count=entry.get("records"),
+                expected_head=entry.get("chain_head"),
+            )
+        )
     return report
 
 
@@ -108,6 +120,25 @@ def _read_jsonl(path: Path, name: str) -> tuple[list[ChainRecord], VerifyReport]
         lambda obj: record_label(str(obj.get("kind", "")), obj.get("data") or {}),
         where=name,
     )
+
+
+def _read_audit_log(path: Path, name: str) -> tuple[list[Mapping[str, Any]], VerifyReport]:
+    """The rows of an audit log export; lines that cannot be a row are reported, not checked."""
+    report = VerifyReport()
+    rows: list[Mapping[str, Any]] = []
+    for line_no, obj in _jsonl_items(path):
+        if (
+            obj is None
+            or not isinstance(obj.get("seq"), int)
+            or not isinstance(obj.get("at_ns"), int)
+            or not isinstance(obj.get("hash"), str)
+        ):
+            report.problems.append(
+                f"{name}: line {line_no} is not a valid record (edited or corrupted)"
+            )
+            continue
+        rows.append(obj)
+    return rows, report
 
 
 def _read_csv(path: Path, name: str) -> tuple[list[ChainRecord], VerifyReport]:

@@ -11,8 +11,11 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import ReportError
 from .manifest import MANIFEST_FORMAT, MANIFEST_SUFFIX, load_private_key, sign_manifest
@@ -29,7 +32,58 @@ def manifest_path(out: Path) -> Path:
     return out.with_name(out.name + MANIFEST_SUFFIX)
 
 
-class _HashingWriter:
+def read_signing_key(sign_key: Path | None) -> Ed25519PrivateKey | None:
+    """The Ed25519 key that signs the manifest, or None when the export is not signed."""
+    if sign_key is None:
+        return None
+    try:
+        return load_private_key(Path(sign_key).read_bytes())
+    except OSError as exc:
+        raise ReportError(f"cannot read signing key {sign_key}: {exc}") from exc
+
+
+def output_path(out: Path) -> Path:
+    """``out`` as a Path, refused when it names a directory."""
+    out = Path(out)
+    if out.is_dir():
+        raise ReportError(f"{out} is a directory; --out names the report file")
+    return out
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temporary path next to ``out`` that is renamed to ``out`` when the block succeeds.
+
+    Raises ``OSError``. A failed block leaves neither ``out`` nor the temporary file behind.
+    """
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_manifest(
+    out: Path, manifest: dict[str, Any], key: Ed25519PrivateKey | None = None
+) -> Path:
+    """Sign ``manifest`` when a key is given and write it next to ``out``; return its path.
+
+    Raises ``OSError``; the manifest is renamed into place last, so an export is never seen
+    with a manifest that describes files not yet written.
+    """
+    if key is not None:
+        manifest = sign_manifest(manifest, key)
+    mpath = manifest_path(out)
+    mtmp = mpath.with_name(mpath.name + ".partial")
+    mtmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(mtmp, mpath)
+    return mpath
+
+
+class HashingWriter:
     """Writes text to a file while computing its SHA-256 and size."""
 
     def __init__(self, handle: TextIO) -> None:
@@ -83,49 +137,40 @@ def export_report(
     if fmt not in FORMATS:
         raise ReportError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
     rules = RedactionRules.defaults() if redaction is None else redaction
-    key = None
-    if sign_key is not None:
-        try:
-            key = load_private_key(Path(sign_key).read_bytes())
-        except OSError as exc:
-            raise ReportError(f"cannot read signing key {sign_key}: {exc}") from exc
-    out = Path(out)
-    if out.is_dir():
-        raise ReportError(f"{out} is a directory; --out names the report file")
+    key = read_signing_key(sign_key)
+    out = output_path(out)
     totals = Totals()
     data_chain = Chain()
     records = report_records(sagas, meta, completeness, rules, totals)
     entry: dict[str, Any] = {"name": out.name, "format": fmt}
     omitted = 0
-    tmp = out.with_name(out.name + ".partial")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "pdf":
-            summary = PdfSummary(max_sagas=max_pdf_sagas)
-            summary.consume(_tee(records, data_chain))
-            omitted = summary.omitted_sagas
-            render_pdf(summary, data_chain.head, str(tmp))
-            entry["sha256"] = _file_sha256(tmp)
-            entry["bytes"] = tmp.stat().st_size
-        else:
-            with tmp.open("w", encoding="utf-8", newline="") as handle:
-                writer = _HashingWriter(handle)
-                if fmt == "json":
-                    for text in build_jsonl(records, data_chain):
-                        writer.write(text)
-                    entry["chain_head"] = data_chain.head
-                    entry["records"] = data_chain.seq
-                elif fmt == "csv":
-                    csv_chain = Chain()
-                    for text in build_csv(_tee(records, data_chain), csv_chain):
-                        writer.write(text)
-                    entry["chain_head"] = csv_chain.head
-                    entry["records"] = csv_chain.seq
-                else:
-                    _write_ocel(_tee(records, data_chain), writer, tmp, data_chain)
-            entry["sha256"] = writer.hexdigest()
-            entry["bytes"] = writer.size
-        os.replace(tmp, out)
+        with staged(out) as tmp:
+            if fmt == "pdf":
+                summary = PdfSummary(max_sagas=max_pdf_sagas)
+                summary.consume(_tee(records, data_chain))
+                omitted = summary.omitted_sagas
+                render_pdf(summary, data_chain.head, str(tmp))
+                entry["sha256"] = _file_sha256(tmp)
+                entry["bytes"] = tmp.stat().st_size
+            else:
+                with tmp.open("w", encoding="utf-8", newline="") as handle:
+                    writer = HashingWriter(handle)
+                    if fmt == "json":
+                        for text in build_jsonl(records, data_chain):
+                            writer.write(text)
+                        entry["chain_head"] = data_chain.head
+                        entry["records"] = data_chain.seq
+                    elif fmt == "csv":
+                        csv_chain = Chain()
+                        for text in build_csv(_tee(records, data_chain), csv_chain):
+                            writer.write(text)
+                        entry["chain_head"] = csv_chain.head
+                        entry["records"] = csv_chain.seq
+                    else:
+                        _write_ocel(_tee(records, data_chain), writer, tmp, data_chain)
+                entry["sha256"] = writer.hexdigest()
+                entry["bytes"] = writer.size
         manifest: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "report": header_data(meta, completeness, rules),
@@ -136,17 +181,9 @@ def export_report(
         }
         if omitted:
             manifest["pdf_omitted_sagas"] = omitted
-        if key is not None:
-            manifest = sign_manifest(manifest, key)
-        mpath = manifest_path(out)
-        mtmp = mpath.with_name(mpath.name + ".partial")
-        mtmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(mtmp, mpath)
+        mpath = write_manifest(out, manifest, key)
     except OSError as exc:
         raise ReportError(f"cannot write report {out}: {exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return ExportResult(
         fmt=fmt,
         files=(out,),
@@ -161,7 +198,7 @@ def export_report(
 
 def _write_ocel(
     records: Iterable[tuple[str, Mapping[str, Any]]],
-    writer: _HashingWriter,
+    writer: HashingWriter,
     tmp: Path,
     data_chain: Chain,
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dashboard.report import Completeness, ExportResult, RedactionRules, ReportMeta, export_report
 from dashboard.report.sample import generate_sagas
@@ -59,3 +62,80 @@ def export(
         sign_key,
         **kwargs,
     )
+
+
+def write_key_pair(path: Path) -> tuple[Path, Path]:
+    """A fresh Ed25519 key pair as PEM files: ``(path.pem, path.pub.pem)``."""
+    key = Ed25519PrivateKey.generate()
+    private = path.with_suffix(".pem")
+    public = path.with_suffix(".pub.pem")
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+AUDIT_META = ReportMeta(
+    generated_ns=T0 + 86_400 * SECOND,
+    generated_by="auditor",
+    host="audit-host",
+    sagalens_version="0.1.0",
+    title="sagalens audit log",
+)
+AUDIT_ENTRIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "root",
+        "config.loaded",
+        {"config_file": "sagalens.yaml", "config_sha256": "ab" * 32, "token_required": False},
+    ),
+    (
+        "alice",
+        "finding.acknowledged",
+        {
+            "finding_id": "f-1",
+            "saga_key": "saga.id:order-1004",
+            "kind": "stall",
+            "step": "reserve_inventory",
+            "note": "paged the payments team — ünïcødé",
+        },
+    ),
+    (
+        "bob",
+        "report.exported",
+        {"format": "json", "out": "report.json", "data_digest": "cd" * 32, "sagas": 5},
+    ),
+    (
+        "alice",
+        "finding.acknowledged",
+        {"finding_id": "f-2", "saga_key": "saga.id:order-1003", "kind": "missing_compensation"},
+    ),
+    ("carol", "report.exported", {"format": "pdf", "out": "q1.pdf", "signed": True}),
+)
+
+
+def audit_store(
+    path: Path, entries: Iterable[tuple[str, str, dict[str, Any]]] = AUDIT_ENTRIES
+) -> Path:
+    """A real DuckDB store at ``path`` whose audit log holds ``entries``, one second apart."""
+    import duckdb
+
+    from collector.audit import append_audit
+    from collector.store.writer import migrate
+
+    conn = duckdb.connect(str(path))
+    try:
+        migrate(conn)
+        for i, (actor, action, details) in enumerate(entries):
+            append_audit(conn, T0 + i * SECOND, actor, action, details)
+    finally:
+        conn.close()
+    return path

@@ -116,6 +116,7 @@ PAGES = [  # (name, path, texts that must be visible)
     ("saga-completed", "/saga?key=" + quote("saga.id:order-1001"), ["4 · 2", "2 attempts"]),
     ("flow", "/flow?type=OrderSaga", ["Flow", "charge_payment", "Compensated", "definitions file"]),
     ("findings", "/findings", ["Findings", "Missing compensation (1)", "Stall (1)"]),
+    ("audit", "/audit", ["Audit log", "The audit log verifies.", "Download audit log export"]),
 ]
 
 
@@ -142,3 +143,40 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
             expect(page.get_by_role("link", name="Overview")).to_be_visible()
         finally:
             browser.close()
+
+
+def test_audit_log_download_verifies_and_is_recorded(up: tuple[str, str], tmp_path: Path) -> None:
+    import io
+    import json
+    import zipfile
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from dashboard.report import verify
+
+    dashboard, collector = up
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        try:
+            page.goto(dashboard + "/audit")
+            expect(page.get_by_text("The audit log verifies.")).to_be_visible(timeout=15_000)
+            with page.expect_download(timeout=15_000) as download:
+                page.get_by_role("button", name="Download audit log export").click()
+            blob = Path(download.value.path()).read_bytes()
+        finally:
+            browser.close()
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        z.extractall(tmp_path)
+    report = verify(tmp_path / "sagalens-audit-log.jsonl")
+    assert report.ok, report.summary()
+    manifest = json.loads((tmp_path / "sagalens-audit-log.jsonl.manifest.json").read_text())
+
+    def recorded() -> dict | None:
+        last = httpx.get(collector + "/api/v1/audit").json()["entries"][-1]
+        return last if last["action"] == "report.exported" else None
+
+    entry = wait_for(recorded)
+    assert entry["actor"] == "dashboard"
+    assert entry["details"]["format"] == "audit-log"
+    assert entry["details"]["data_digest"] == manifest["files"][0]["chain_head"]

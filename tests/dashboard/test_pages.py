@@ -8,13 +8,16 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.export import export_saga_zip
+from dashboard.export import AUDIT_LOG_FILE, export_audit_log_zip, export_saga_zip
+from dashboard.report import verify
 from tests.conftest import RunningCollector, running_collector, wait_for
 from tests.dashboard.fixtures import EXPECTED_STATUS, UNICODE_KEY, sample_sagas
+from tests.dashboard.reportdata import AUDIT_ENTRIES, audit_store
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 KEYS = {k: f"saga.id:{k}" for k in EXPECTED_STATUS}
@@ -278,3 +281,56 @@ def test_sagas_page_offers_the_period_export(
     at = _app(monkeypatch, filled.url, "views/sagas.py")
     assert not at.exception
     assert "Every saga matching the filters above" in _text(at)
+
+
+def test_audit_log_page_lists_newest_first_and_says_it_verifies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_collector(tmp_path) as c:
+        for actor, action, details in AUDIT_ENTRIES[1:]:  # the collector logged config.loaded
+            body = {"actor": actor, "action": action, "details": details}
+            assert httpx.post(c.url + "/api/v1/audit", json=body).status_code == 200
+        at = _app(monkeypatch, c.url, "views/audit.py")
+        assert not at.exception
+        assert "The audit log verifies." in _text(at) and "5 entries, intact" in _text(at)
+        assert not at.error
+        table = at.dataframe[0].value
+        assert list(table["#"]) == [5, 4, 3, 2, 1]
+        assert list(table["action"]) == [
+            "report.exported",
+            "finding.acknowledged",
+            "report.exported",
+            "finding.acknowledged",
+            "config.loaded",
+        ]
+        assert list(table["actor"])[:2] == ["carol", "alice"]
+        assert table["details"].iloc[0] == "format: pdf · out: q1.pdf · signed"
+        assert [b.proto.label for b in at.get("download_button")] == ["Download audit log export"]
+
+        entries = c.get("/api/v1/audit")["entries"]
+        blob, details = export_audit_log_zip(entries, now_ns=time.time_ns())
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        assert sorted(z.namelist()) == [AUDIT_LOG_FILE, AUDIT_LOG_FILE + ".manifest.json"]
+        z.extractall(tmp_path / "download")
+    assert verify(tmp_path / "download" / AUDIT_LOG_FILE).ok
+    assert details["entries"] == 5 and details["data_digest"] == entries[-1]["hash"]
+
+
+def test_audit_log_page_offline_names_an_altered_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = audit_store(tmp_path / "store.duckdb")
+    conn = duckdb.connect(str(store))
+    conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+    conn.close()
+    monkeypatch.delenv("SAGALENS_COLLECTOR", raising=False)
+    monkeypatch.setenv("SAGALENS_DB", str(store))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.switch_page("views/audit.py")
+    at.run()
+    assert not at.exception
+    assert not at.success
+    text = _text(at)
+    assert "The audit log does not verify." in text
+    assert "audit log: record 2 (finding.acknowledged by mallory) was altered" in text
+    assert list(at.dataframe[0].value["actor"])[-2:] == ["mallory", "root"]

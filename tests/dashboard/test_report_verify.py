@@ -8,31 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dashboard.report import VerifyError, verify
 from dashboard.report.chain import canonical, sha256_hex
-from tests.dashboard.reportdata import export, sample_sagas
-
-
-def _write_key(path: Path) -> tuple[Path, Path]:
-    key = Ed25519PrivateKey.generate()
-    private = path.with_suffix(".pem")
-    public = path.with_suffix(".pub.pem")
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+from tests.dashboard.reportdata import export, sample_sagas, write_key_pair
 
 
 def _lines(path: Path) -> list[str]:
@@ -150,7 +129,7 @@ def test_swapped_file_is_reported(tmp_path: Path, fmt: str) -> None:
 
 
 def test_signed_export_verifies_with_trusted_key(tmp_path: Path) -> None:
-    private, public = _write_key(tmp_path / "signer")
+    private, public = write_key_pair(tmp_path / "signer")
     result = export(tmp_path, "json", sign_key=private)
     assert result.signed
     report = verify(result.files[0], pubkey=public)
@@ -159,7 +138,7 @@ def test_signed_export_verifies_with_trusted_key(tmp_path: Path) -> None:
 
 
 def test_edited_signed_manifest_has_invalid_signature(tmp_path: Path) -> None:
-    private, _ = _write_key(tmp_path / "signer")
+    private, _ = write_key_pair(tmp_path / "signer")
     result = export(tmp_path, "json", sign_key=private)
     manifest = json.loads(result.manifest.read_text(encoding="utf-8"))
     manifest["report"]["report"]["generated_by"] = "someone-else"
@@ -169,15 +148,15 @@ def test_edited_signed_manifest_has_invalid_signature(tmp_path: Path) -> None:
 
 
 def test_signature_by_untrusted_key_is_invalid(tmp_path: Path) -> None:
-    private, _ = _write_key(tmp_path / "signer")
-    _, other_public = _write_key(tmp_path / "other")
+    private, _ = write_key_pair(tmp_path / "signer")
+    _, other_public = write_key_pair(tmp_path / "other")
     result = export(tmp_path, "json", sign_key=private)
     problems = verify(result.files[0], pubkey=other_public).problems
     assert "signature invalid: signed with a key other than the trusted key" in problems
 
 
 def test_unsigned_manifest_with_trusted_key_fails(tmp_path: Path) -> None:
-    _, public = _write_key(tmp_path / "signer")
+    _, public = write_key_pair(tmp_path / "signer")
     result = export(tmp_path, "json")
     assert not verify(result.files[0], pubkey=public).ok
     assert verify(result.files[0]).warnings
