@@ -222,6 +222,9 @@ def _dashboard_process(
             "false",
             "--server.address",
             "127.0.0.1",
+            # a product page, not a development server: no Deploy button or developer menu
+            "--client.toolbarMode",
+            "minimal",
         ],
         env=env,
         start_new_session=True,

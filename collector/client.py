@@ -15,6 +15,7 @@ import httpx
 
 from collector.api import saga_filter_from_params
 from collector.store.queries import Reader
+from collector.store.schema import readable_problem, stored_version
 
 
 class SourceError(Exception):
@@ -135,6 +136,10 @@ class DbSource:
                 f"cannot open {path} read-only: {exc}. If a collector is running on it, "
                 "use --collector URL instead."
             ) from exc
+        problem = readable_problem(stored_version(self.conn), path)
+        if problem:
+            self.conn.close()
+            raise SourceError(problem)
         self.reader = Reader(self.conn)
 
     def describe(self) -> str:

@@ -6,6 +6,7 @@ The source comes from ``SAGALENS_COLLECTOR`` (live, through the query API) or ``
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -106,6 +107,14 @@ def flow(s: Settings, saga_type: str) -> dict[str, Any]:
 def audit_log(s: Settings) -> dict[str, Any]:
     """sagalens' own audit log in seq order, with whether its hash chain verifies."""
     return dict(_source(s).call("audit_log"))
+
+
+def record_export(source: _Guarded, details: dict[str, Any]) -> None:
+    """Append a dashboard download to the audit log (a read-only file cannot take it)."""
+    try:
+        source.call("record_action", "dashboard", "report.exported", details)
+    except SourceError as exc:
+        logging.getLogger(__name__).warning("export not recorded in the audit log: %s", exc)
 
 
 def clear() -> None:

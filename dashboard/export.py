@@ -45,8 +45,11 @@ def report_file_name(saga_key: str, fmt: str) -> str:
 
 def export_saga_zip(
     saga: Mapping[str, Any], fmt: str, *, now_ns: int, source: str, user: str = "dashboard"
-) -> bytes:
-    """A zip with the saga's audit report and its manifest (both are needed to verify it)."""
+) -> tuple[bytes, dict[str, Any]]:
+    """A zip with the saga's audit report and its manifest (both are needed to verify it).
+
+    Also returns the details to record in the audit log once the download is made.
+    """
     steps = list(saga.get("steps") or [])
     record = {k: v for k, v in saga.items() if k not in ("spans", "events", "logs")}
     meta = ReportMeta(
@@ -82,8 +85,9 @@ def export_period_zip(
     source: str,
     filters: Mapping[str, str],
     user: str = "dashboard",
-) -> bytes:
-    """A zip with the audit report of every saga matching ``filters``, and its manifest."""
+) -> tuple[bytes, dict[str, Any]]:
+    """A zip with the audit report of every saga matching ``filters``, its manifest, and the
+    details to record in the audit log."""
     meta = ReportMeta(
         generated_ns=now_ns,
         generated_by=user,
@@ -129,9 +133,18 @@ def _zip_report(
     meta: ReportMeta,
     completeness: Completeness,
     name: str,
-) -> bytes:
-    blob, _ = _zip_export(name, lambda out: export_report(sagas, fmt, out, meta, completeness))
-    return blob
+) -> tuple[bytes, dict[str, Any]]:
+    blob, result = _zip_export(name, lambda out: export_report(sagas, fmt, out, meta, completeness))
+    details = {
+        "format": fmt,
+        "out": name,
+        "data_digest": result.data_digest,
+        "sagas": result.saga_count,
+        "scope": meta.to_dict()["scope"],
+        "signed": False,
+        "host": meta.host,
+    }
+    return blob, details
 
 
 def _zip_export(name: str, write: Callable[[Path], ExportResult]) -> tuple[bytes, ExportResult]:

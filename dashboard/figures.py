@@ -113,12 +113,15 @@ def build_timeline_figure(
     waiting_since_ns: int = 0,
     waiting_for: str = "",
     waiting_service: str = "",
+    never_ran: Sequence[tuple[str, str]] = (),
 ) -> go.Figure:
     """One swimlane per service; actions and compensations in distinct colours.
 
     Failed steps get a red outline and an ✕ marker, retried steps an 'N attempts' label,
     message hops become arrows between lanes, and a stalled saga shows its open wait from
-    ``waiting_since_ns`` to ``now_ns``.
+    ``waiting_since_ns`` to ``now_ns``. ``never_ran`` holds ``(action, compensation)`` pairs
+    whose compensation is missing: each is drawn, hollow, in the action's lane after the
+    saga's last step, where the undo should have been.
     """
     lanes: list[str] = []
     for name in [
@@ -167,6 +170,7 @@ def build_timeline_figure(
                 text=[_bar_label(s) for s in members] if labelled else None,
                 textposition="inside",
                 insidetextanchor="start",
+                textangle=0,
                 textfont={"color": "white"},
                 customdata=[
                     [
@@ -274,6 +278,32 @@ def build_timeline_figure(
             text="",
             hovertext=f"message: {shorten(hop.label, 80)}",
         )
+    owner = {str(s.get("name")): _service(s) for s in steps if s.get("step_type") == "action"}
+    missing = [(a, c) for a, c in never_ran if owner.get(a) in lane]
+    if missing:
+        last = max(int(s.get("end_ns") or s.get("start_ns") or 0) for s in steps)
+        fig.add_trace(
+            go.Scatter(
+                name="compensation never ran",
+                mode="markers+text",
+                x=[ns_to_datetime(last)] * len(missing),
+                y=[lane[owner[a]] for a, _ in missing],
+                marker={
+                    "symbol": "square-open",
+                    "size": 18,
+                    "color": FAILURE_COLOR,
+                    "line": {"width": 2},
+                },
+                text=[f"{shorten(c, 40)} never ran" for _, c in missing],
+                textposition="middle left",
+                textfont={"color": FAILURE_COLOR},
+                hovertemplate=[
+                    f"{shorten(c, 80)} should have undone {shorten(a, 80)}, but never ran"
+                    "<extra></extra>"
+                    for a, c in missing
+                ],
+            )
+        )
     if waiting_since_ns and now_ns:
         y = lane.get(waiting_service, len(lanes) - 1 if lanes else 0)
         fig.add_trace(
@@ -296,6 +326,8 @@ def build_timeline_figure(
     fig.update_layout(
         **_LAYOUT,
         barmode="overlay",
+        # a label that does not fit its bar is hidden rather than shrunk or turned on its side
+        uniformtext={"minsize": 10, "mode": "hide"},
         height=min(140 + 70 * max(len(lanes), 1), 900),
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
         yaxis={

@@ -48,7 +48,12 @@ FINDING_LABELS = {
     "duplicate_step": "Duplicate step",
     "unexpected_compensation": "Unexpected compensation",
 }
-SEVERITY_ICONS = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+# Streamlit Markdown: material icons render everywhere, colour emoji only with an emoji font.
+SEVERITY_ICONS = {
+    "critical": ":red[:material/error:]",
+    "warning": ":orange[:material/warning:]",
+    "info": ":blue[:material/info:]",
+}
 STEP_COLORS = {
     "action": "#3478c6",
     "compensation": "#e67e22",

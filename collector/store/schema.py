@@ -5,6 +5,8 @@ SQL stays portable to DuckDB 1.4.4 and newer.
 
 from __future__ import annotations
 
+import duckdb
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -201,3 +203,30 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def stored_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The schema version a store was migrated to (0 for a file sagalens never wrote)."""
+    try:
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    except duckdb.CatalogException:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def readable_problem(version: int, path: str) -> str:
+    """Why a store opened read-only cannot be browsed by this sagalens, or "" when it can."""
+    if version == LATEST_VERSION:
+        return ""
+    if version == 0:
+        return f"{path} is not a sagalens store (it has no schema_migrations table)"
+    if version > LATEST_VERSION:
+        return (
+            f"{path} was written by a newer sagalens (schema {version}; this one knows up to "
+            f"{LATEST_VERSION}); upgrade sagalens to read it"
+        )
+    return (
+        f"{path} was written by an older sagalens (schema {version}, this one needs "
+        f"{LATEST_VERSION}). Open it once read-write to upgrade it, for example with "
+        f"`sagalens collector --db {path}` (stop it with Ctrl-C), or browse a copy upgraded so"
+    )

@@ -1,6 +1,5 @@
 """Audit log: sagalens' own actions, newest first, whether their hash chain holds, the export."""
 
-import logging
 import time
 from typing import Any
 
@@ -90,10 +89,7 @@ with ui.guarded():
 
 def _export() -> bytes:
     blob, details = export_audit_log_zip(source.call("audit_log")["entries"], now_ns=time.time_ns())
-    try:
-        source.call("record_action", "dashboard", "report.exported", details)
-    except data.SourceError as exc:
-        logging.getLogger(__name__).warning("audit log export not recorded in the log: %s", exc)
+    data.record_export(source, details)
     return blob
 
 

@@ -18,8 +18,6 @@ from dashboard.format import (
     type_label,
 )
 
-RAW_LIMIT = 50  # raw records rendered as expanders; the rest are summarised
-
 ui.sidebar()
 s = data.settings()
 key = st.query_params.get("key", "")
@@ -75,6 +73,11 @@ def timeline(saga: dict[str, Any], now_ns: int) -> None:
         waiting_since_ns=saga["last_progress_ns"] if open_wait else 0,
         waiting_for=saga["waiting_for"],
         waiting_service=steps[-1]["service"],
+        never_ran=[
+            (f["step"], str((f.get("details") or {}).get("expected") or "its compensation"))
+            for f in saga["findings"]
+            if f["kind"] == "missing_compensation"
+        ],
     )
     st.plotly_chart(fig, key="timeline")
 
@@ -100,31 +103,77 @@ def findings(saga: dict[str, Any]) -> None:
             )
 
 
+def _record_table(kind: str, rows: list[dict[str, Any]], raw: list[dict[str, Any]]) -> None:
+    """One table per record kind; the selected row's full record is shown under it."""
+    if not raw:
+        st.caption(f"No {kind} in this saga.")
+        return
+    picked = st.dataframe(
+        rows,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"raw_{kind}",
+        height=min(36 + 35 * len(rows), 320),
+    )
+    chosen = picked.selection.rows if picked is not None else []
+    if chosen:
+        st.json(raw[chosen[0]], expanded=True)
+    else:
+        st.caption("Select a row to see the whole record with every attribute.")
+
+
 def records(saga: dict[str, Any]) -> None:
     spans, events, logs = saga["spans"], saga["events"], saga["logs"]
-    st.caption(
-        f"{len(spans):,} spans · {len(events):,} events · {len(logs):,} logs"
-        + (
-            f" (showing the first {RAW_LIMIT} of each)"
-            if max(len(spans), len(events), len(logs)) > RAW_LIMIT
-            else ""
-        )
+    tabs = st.tabs(
+        [f"Spans ({len(spans):,})", f"Events ({len(events):,})", f"Logs ({len(logs):,})"]
     )
-    for sp in spans[:RAW_LIMIT]:
-        title = (
-            f"{sp['service_name']} · {shorten(sp['name'], 60)} · "
-            f"{KIND_NAMES.get(sp['kind'], sp['kind'])} · "
-            f"{format_duration(sp['end_ns'] - sp['start_ns'])}"
-            + (" · ❌ error" if sp["status_code"] == 2 else "")
+    with tabs[0]:
+        _record_table(
+            "spans",
+            [
+                {
+                    "service": sp["service_name"],
+                    "span": sp["name"],
+                    "kind": KIND_NAMES.get(sp["kind"], sp["kind"]),
+                    "started": format_time(sp["start_ns"]),
+                    "duration": format_duration(sp["end_ns"] - sp["start_ns"]),
+                    "status": "error" if sp["status_code"] == 2 else "",
+                    "trace": sp["trace_id"],
+                }
+                for sp in spans
+            ],
+            spans,
         )
-        with st.expander(title):
-            st.json(sp, expanded=False)
-    for ev in events[:RAW_LIMIT]:
-        with st.expander(f"event · {ev['type']} · {ev['source']}"):
-            st.json(ev, expanded=False)
-    for lg in logs[:RAW_LIMIT]:
-        with st.expander(f"log · {lg['severity_text']} · {shorten(str(lg['body']), 60)}"):
-            st.json(lg, expanded=False)
+    with tabs[1]:
+        _record_table(
+            "events",
+            [
+                {
+                    "type": ev["type"],
+                    "source": ev["source"],
+                    "time": format_time(ev.get("time_ns")),
+                    "subject": ev.get("subject") or "",
+                    "via": ev.get("transport") or "",
+                }
+                for ev in events
+            ],
+            events,
+        )
+    with tabs[2]:
+        _record_table(
+            "logs",
+            [
+                {
+                    "time": format_time(lg.get("time_ns")),
+                    "severity": lg["severity_text"],
+                    "service": lg.get("service_name") or "",
+                    "body": shorten(str(lg["body"]), 120),
+                }
+                for lg in logs
+            ],
+            logs,
+        )
 
 
 def body() -> None:
@@ -172,11 +221,19 @@ st.subheader("Audit report")
 fmt = st.selectbox("Format", list(MIME), format_func=str.upper, key="report_fmt")
 
 
+# Resolved here: the download callable runs on its own thread, outside this script run.
+with ui.guarded():
+    source = data.source()
+described = data.describe()
+
+
 def _report() -> bytes:
     saga = data.get_saga(s, key)
-    return export_saga_zip(
-        saga or {"saga_key": key}, fmt, now_ns=time.time_ns(), source=data.describe()
+    blob, details = export_saga_zip(
+        saga or {"saga_key": key}, fmt, now_ns=time.time_ns(), source=described
     )
+    data.record_export(source, details)
+    return blob
 
 
 st.download_button(

@@ -173,14 +173,25 @@ st.caption("Every saga matching the filters above, as one tamper-evident report.
 period_fmt = st.selectbox("Format", list(MIME), format_func=str.upper, key="period_report_fmt")
 
 
+# Resolved here: the download callable runs on its own thread, outside this script run.
+with ui.guarded():
+    source = data.source()
+described = data.describe()
+
+
 def _period_report() -> bytes:
     scope = {k: v for k, v in filters.items() if v and k not in ("window", "sort", "order")}
     if filters["window"]:
         scope["from"] = str(time.time_ns() - WINDOW_NS[filters["window"]] * NS_PER_S)
-    sagas = data.source().call("iter_sagas", scope)
-    return export_period_zip(
-        sagas, period_fmt, now_ns=time.time_ns(), source=data.describe(), filters=scope
+    blob, details = export_period_zip(
+        source.call("iter_sagas", scope),
+        period_fmt,
+        now_ns=time.time_ns(),
+        source=described,
+        filters=scope,
     )
+    data.record_export(source, details)
+    return blob
 
 
 st.download_button(

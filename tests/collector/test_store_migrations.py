@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from collector.client import DbSource, SourceError
 from collector.store.queries import Reader
-from collector.store.schema import LATEST_VERSION
+from collector.store.schema import LATEST_VERSION, readable_problem, stored_version
 from collector.store.writer import migrate
 
 
@@ -57,3 +59,26 @@ def test_steps_of_an_older_store_gain_saga_type_and_next_step(tmp_path: Path) ->
     steps = Reader(conn).get_saga("a")
     assert steps is not None
     assert "next_step" not in steps["steps"][0] and steps["steps"][1]["name"] == "charge"
+
+
+def test_read_only_store_of_another_version_is_explained(tmp_path: Path) -> None:
+    old = tmp_path / "old.duckdb"
+    conn = duckdb.connect(str(old))
+    migrate(conn, upto=3)
+    conn.close()
+    foreign = tmp_path / "foreign.duckdb"
+    duckdb.connect(str(foreign)).execute("CREATE TABLE t (x INTEGER)").close()
+    current = tmp_path / "current.duckdb"
+    migrate(duckdb.connect(str(current)))
+
+    def problem(path: Path) -> str:
+        with duckdb.connect(str(path), read_only=True) as ro:
+            return readable_problem(stored_version(ro), str(path))
+
+    assert problem(current) == ""
+    assert "older sagalens (schema 3" in problem(old) and "sagalens collector --db" in problem(old)
+    assert "not a sagalens store" in problem(foreign)
+    assert "newer sagalens" in readable_problem(LATEST_VERSION + 1, "x.duckdb")
+    with pytest.raises(SourceError, match="older sagalens"):
+        DbSource(str(old))
+    assert DbSource(str(current)).list_sagas({})["total"] == 0

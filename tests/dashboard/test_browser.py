@@ -145,38 +145,65 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
             browser.close()
 
 
+def _download(dashboard: str, path: str, ready: str, button: str) -> bytes:
+    """Open a page, wait for ``ready``, click the download ``button`` and return the file."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        try:
+            page.goto(dashboard + path)
+            expect(page.get_by_text(ready).first).to_be_visible(timeout=15_000)
+            with page.expect_download(timeout=30_000) as download:
+                page.get_by_role("button", name=button).click()
+            return Path(download.value.path()).read_bytes()
+        finally:
+            browser.close()
+
+
+def _last_export(collector: str, fmt: str) -> dict | None:
+    last = httpx.get(collector + "/api/v1/audit").json()["entries"][-1]
+    ok = last["action"] == "report.exported" and last["details"]["format"] == fmt
+    return last if ok else None
+
+
 def test_audit_log_download_verifies_and_is_recorded(up: tuple[str, str], tmp_path: Path) -> None:
     import io
     import json
     import zipfile
 
-    from playwright.sync_api import expect, sync_playwright
-
     from dashboard.report import verify
 
     dashboard, collector = up
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        try:
-            page.goto(dashboard + "/audit")
-            expect(page.get_by_text("The audit log verifies.")).to_be_visible(timeout=15_000)
-            with page.expect_download(timeout=15_000) as download:
-                page.get_by_role("button", name="Download audit log export").click()
-            blob = Path(download.value.path()).read_bytes()
-        finally:
-            browser.close()
+    blob = _download(dashboard, "/audit", "The audit log verifies.", "Download audit log export")
     with zipfile.ZipFile(io.BytesIO(blob)) as z:
         z.extractall(tmp_path)
     report = verify(tmp_path / "sagalens-audit-log.jsonl")
     assert report.ok, report.summary()
     manifest = json.loads((tmp_path / "sagalens-audit-log.jsonl.manifest.json").read_text())
 
-    def recorded() -> dict | None:
-        last = httpx.get(collector + "/api/v1/audit").json()["entries"][-1]
-        return last if last["action"] == "report.exported" else None
-
-    entry = wait_for(recorded)
+    entry = wait_for(lambda: _last_export(collector, "audit-log"))
     assert entry["actor"] == "dashboard"
     assert entry["details"]["format"] == "audit-log"
     assert entry["details"]["data_digest"] == manifest["files"][0]["chain_head"]
+
+
+def test_saga_report_download_verifies_and_is_recorded(up: tuple[str, str], tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from dashboard.report import verify
+
+    dashboard, collector = up
+    key = "saga.id:order-1003"
+    blob = _download(
+        dashboard, "/saga?key=" + quote(key), "Audit report", "Export audit report for this saga"
+    )
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        z.extractall(tmp_path)
+        report = next(n for n in z.namelist() if not n.endswith(".manifest.json"))
+    assert verify(tmp_path / report).ok
+    entry = wait_for(lambda: _last_export(collector, report.rsplit(".", 1)[-1]))
+    assert entry["actor"] == "dashboard"
+    assert entry["details"]["scope"]["saga_key"] == key and entry["details"]["sagas"] == 1

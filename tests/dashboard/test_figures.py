@@ -115,6 +115,19 @@ def test_timeline_failures_marked() -> None:
     assert list(action["marker"]["line"]["color"]) == ["white", "white", FAILURE_COLOR]
 
 
+def test_timeline_shows_the_compensation_that_never_ran_in_its_actions_lane() -> None:
+    # charge was never refunded: the refund is drawn, hollow, in the payment lane at the end
+    fig = figures.build_timeline_figure(
+        STEPS, never_ran=[("charge", "refund"), ("unknown-step", "undo")]
+    )
+    (missing,) = _traces(fig, "compensation never ran")
+    assert list(missing["y"]) == [1]  # payment; a step not on the timeline is left out
+    assert list(missing["text"]) == ["refund never ran"]
+    assert missing["marker"]["symbol"] == "square-open"
+    assert missing["x"][0] == figures.ns_to_datetime(T0 + 6 * S)  # after the last step
+    assert not _traces(figures.build_timeline_figure(STEPS), "compensation never ran")
+
+
 def test_timeline_attempts_labelled() -> None:
     fig = figures.build_timeline_figure(STEPS)
     (attempts,) = _traces(fig, "attempts")

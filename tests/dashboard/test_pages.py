@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 import zipfile
 from collections.abc import Iterator
@@ -151,7 +152,13 @@ def test_saga_detail_missing_compensation(
     assert list(steps["outcome"]) == ["ok", "ok", "failed", "ok"]
     assert _metrics(at)["Steps"] == "4"
     assert len(at.get("plotly_chart")) == 1
-    assert len(at.expander) >= 5  # raw spans
+    # raw records: one table per kind, counted in the tab labels
+    labels = [t.label for t in at.tabs]
+    assert labels[0].startswith("Spans (") and labels[1].startswith("Events (")
+    spans = at.dataframe[1].value
+    assert labels[0] == f"Spans ({len(spans)})" and len(spans) >= 5
+    assert {"inventory", "shipping"} <= set(spans["service"])
+    assert "Select a row to see the whole record" in _text(at)
 
 
 def test_saga_detail_retries_and_hop(
@@ -197,12 +204,16 @@ def test_findings_page(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
 
 def test_export_report_zip(filled: RunningCollector) -> None:
     saga = filled.get(f"/api/v1/sagas/{KEYS['order-1003']}")
-    blob = export_saga_zip(saga, "json", now_ns=time.time_ns(), source="test")
+    blob, details = export_saga_zip(saga, "json", now_ns=time.time_ns(), source="test")
     with zipfile.ZipFile(io.BytesIO(blob)) as z:
         names = z.namelist()
         body = z.read(names[0]).decode()
-    assert any(n.endswith(".manifest.json") for n in names)
+        manifest = json.loads(z.read(next(n for n in names if n.endswith(".manifest.json"))))
     assert "release_inventory" in body
+    # what the dashboard records in the audit log names the very file it handed out
+    assert details["data_digest"] == manifest["data_digest"]
+    assert details["sagas"] == 1 and details["format"] == "json"
+    assert details["scope"]["saga_key"] == KEYS["order-1003"]
 
 
 def test_empty_store_and_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,7 +270,7 @@ def test_period_report_zip_holds_the_filtered_sagas_and_verifies(
     from dashboard.report import verify
 
     scope = {"status": "compensation_missing,stalled"}
-    blob = export_period_zip(
+    blob, details = export_period_zip(
         ApiSource(filled.url).iter_sagas(scope),
         "json",
         now_ns=time.time_ns(),
@@ -273,6 +284,7 @@ def test_period_report_zip_holds_the_filtered_sagas_and_verifies(
     assert KEYS["order-1003"] in body and KEYS["order-1004"] in body
     assert KEYS["order-1001"] not in body
     assert verify(tmp_path / report).ok
+    assert details["sagas"] == 2 and details["scope"]["filters"] == scope
 
 
 def test_sagas_page_offers_the_period_export(
