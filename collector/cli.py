@@ -222,9 +222,12 @@ def _dashboard_process(
             "false",
             "--server.address",
             "127.0.0.1",
-            # a product page, not a development server: no Deploy button or developer menu
+            # a product page, not a development server: no Deploy button or developer menu,
+            # and no watching of every imported module's source for edits
             "--client.toolbarMode",
             "minimal",
+            "--server.fileWatcherType",
+            "none",
         ],
         env=env,
         start_new_session=True,

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 
 from dashboard.format import (
@@ -134,36 +135,30 @@ def build_timeline_figure(
     lane = {name: i for i, name in enumerate(lanes)}
     labelled = len(steps) <= LABEL_LIMIT
     fig = go.Figure()
-    groups: dict[str, list[Mapping[str, Any]]] = {}
+    # One bar trace per category and outcome: scalar styles keep a 5,000-step figure quick to
+    # build (plotly validates list-valued styles element by element).
+    groups: dict[tuple[str, bool], list[Mapping[str, Any]]] = {}
     for s in steps:
-        groups.setdefault(_step_category(s), []).append(s)
-    names = {
-        "action": "action",
-        "compensation": "compensation",
-        "event": "event",
-        "running": "running",
-    }
-    for category, members in groups.items():
+        groups.setdefault((_step_category(s), s.get("outcome") == "failed"), []).append(s)
+    shown: set[str] = set()
+    for (category, failed_group), members in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        starts = [int(s.get("start_ns") or 0) for s in members]
         ends = [int(s.get("end_ns") or now_ns or s.get("start_ns") or 0) for s in members]
         fig.add_trace(
             go.Bar(
-                name=names.get(category, category),
+                name=category,
+                legendgroup=category,
+                showlegend=category not in shown,
                 orientation="h",
-                base=[ns_to_datetime(int(s.get("start_ns") or 0)) for s in members],
-                x=[
-                    max((e - int(s.get("start_ns") or 0)) / 1e6, 1.0)
-                    for s, e in zip(members, ends, strict=True)
-                ],
+                base=[ns_to_datetime(t) for t in starts],
+                x=[max((e - t) / 1e6, 1.0) for t, e in zip(starts, ends, strict=True)],
                 y=[lane[_service(s)] for s in members],
                 width=0.6,
                 marker={
                     "color": STEP_COLORS.get(category, STEP_COLORS["action"]),
                     "line": {
-                        "color": [
-                            FAILURE_COLOR if s.get("outcome") == "failed" else "white"
-                            for s in members
-                        ],
-                        "width": [3 if s.get("outcome") == "failed" else 1 for s in members],
+                        "color": FAILURE_COLOR if failed_group else "white",
+                        "width": 3 if failed_group else 1,
                     },
                     "pattern": {"shape": "/" if category in ("compensation", "running") else ""},
                 },
@@ -172,18 +167,21 @@ def build_timeline_figure(
                 insidetextanchor="start",
                 textangle=0,
                 textfont={"color": "white"},
-                customdata=[
+                customdata=np.array(
                     [
-                        shorten(str(s.get("name")), 80),
-                        s.get("step_type"),
-                        s.get("outcome"),
-                        int(s.get("attempts") or 1),
-                        format_duration(e - int(s.get("start_ns") or 0)),
-                        s.get("compensates") or "",
-                        shorten(str(s.get("error") or ""), 120),
-                    ]
-                    for s, e in zip(members, ends, strict=True)
-                ],
+                        [
+                            shorten(str(s.get("name")), 80),
+                            s.get("step_type"),
+                            s.get("outcome"),
+                            int(s.get("attempts") or 1),
+                            format_duration(e - t),
+                            s.get("compensates") or "",
+                            shorten(str(s.get("error") or ""), 120),
+                        ]
+                        for s, t, e in zip(members, starts, ends, strict=True)
+                    ],
+                    dtype=object,
+                ),
                 hovertemplate=(
                     "<b>%{customdata[0]}</b><br>%{customdata[1]} · %{customdata[2]} · "
                     "attempts %{customdata[3]}<br>duration %{customdata[4]}"
@@ -191,6 +189,7 @@ def build_timeline_figure(
                 ),
             )
         )
+        shown.add(category)
     if labelled and steps:
         # Short steps in a long saga are thinner than a pixel; a marker keeps each one visible.
         fig.add_trace(

@@ -134,7 +134,9 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
                 for text in texts:
                     expect(page.get_by_text(text).first).to_be_visible(timeout=15_000)
                 if name.startswith("saga-") or name == "flow":
-                    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=15_000)
+                    expect(page.locator(".js-plotly-plot g.trace").first).to_be_visible(
+                        timeout=15_000
+                    )
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
             page.goto(dashboard + "/sagas")

@@ -93,13 +93,14 @@ def _traces(fig: Any, name: str) -> list[dict[str, Any]]:
 def test_timeline_one_lane_per_service() -> None:
     fig = figures.build_timeline_figure(STEPS)
     assert fig.to_dict()["layout"]["yaxis"]["ticktext"] == ["inventory", "payment", "shipping"]
-    (action,) = _traces(fig, "action")
-    assert list(action["y"]) == [0, 1, 2]
+    ok, failed = _traces(fig, "action")  # the failed actions are a trace of their own
+    assert list(ok["y"]) + list(failed["y"]) == [0, 1, 2]
+    assert ok["showlegend"] and not failed["showlegend"]  # one legend entry per category
 
 
 def test_timeline_actions_and_compensations_look_different() -> None:
     fig = figures.build_timeline_figure(STEPS)
-    (action,), (comp,) = _traces(fig, "action"), _traces(fig, "compensation")
+    (action, _), (comp,) = _traces(fig, "action"), _traces(fig, "compensation")
     assert action["marker"]["color"] == STEP_COLORS["action"]
     assert comp["marker"]["color"] == STEP_COLORS["compensation"]
     assert comp["marker"]["pattern"]["shape"] == "/"
@@ -111,8 +112,10 @@ def test_timeline_failures_marked() -> None:
     (failed,) = _traces(fig, "failed")
     assert failed["marker"]["symbol"] == "x" and failed["marker"]["color"] == FAILURE_COLOR
     assert list(failed["y"]) == [2]
-    (action,) = _traces(fig, "action")
-    assert list(action["marker"]["line"]["color"]) == ["white", "white", FAILURE_COLOR]
+    ok, failed_bars = _traces(fig, "action")
+    assert ok["marker"]["line"]["color"] == "white" and list(ok["y"]) == [0, 1]
+    assert failed_bars["marker"]["line"] == {"color": FAILURE_COLOR, "width": 3}
+    assert list(failed_bars["y"]) == [2]
 
 
 def test_timeline_shows_the_compensation_that_never_ran_in_its_actions_lane() -> None:
