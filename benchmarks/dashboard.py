@@ -285,7 +285,7 @@ def time_pages(dashboard: str, repeats: int) -> list[tuple[str, float, float]]:
                 page.goto(dashboard + path)
                 expect(page.get_by_text(marker).first).to_be_visible(timeout=60_000)
                 if "detail" in name or name == "Flow":
-                    expect(page.locator(".js-plotly-plot g.trace").first).to_be_visible(
+                    expect(page.locator(".js-plotly-plot .point").first).to_be_visible(
                         timeout=60_000
                     )
                 samples.append(time.perf_counter() - t)

@@ -134,7 +134,7 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
                 for text in texts:
                     expect(page.get_by_text(text).first).to_be_visible(timeout=15_000)
                 if name.startswith("saga-") or name == "flow":
-                    expect(page.locator(".js-plotly-plot g.trace").first).to_be_visible(
+                    expect(page.locator(".js-plotly-plot .point").first).to_be_visible(
                         timeout=15_000
                     )
                 page.wait_for_timeout(500)
