@@ -4,9 +4,14 @@ The tap declares ``sagalens.tap.<exchange>`` (or a configured name) and binds it
 each configured key, so it receives a copy of every message while the services keep
 their own queues untouched. Messages are collected up to ``batch_size`` or
 ``batch_ms``, decoded off the event loop, written in one commit and then acknowledged
-with a single ``multiple`` ack per channel. After a broker restart the robust connection
-re-declares the queue and resumes; messages whose ack was lost come back and are
-counted as duplicates by the store (their event key is unchanged).
+with a single ``multiple`` ack. Several batches are in flight at once (the prefetch
+window), so the broker keeps delivering while earlier batches commit.
+
+The tap speaks AMQP through aiormq, the protocol layer under aio-pika: a delivery costs
+one small callback instead of a full message object. When the connection drops (a broker
+restart) the tap stops with an error and its supervisor starts it again, which
+re-declares the queue; messages whose ack was lost come back and are counted as
+duplicates by the store (their event key is unchanged).
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+import aiormq
+from aiormq.abc import DeliveredMessage
 
 from collector.normalize.cloudevents import Decoded, decode_amqp
 from collector.receivers.taps import Pending, TapConfig, TapStats, commit
@@ -29,16 +34,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("sagalens.taps.rabbitmq")
 
 
-def decode_incoming(message: AbstractIncomingMessage, tap: TapConfig, received_ns: int) -> Decoded:
+# Batches in flight at once: one filling, the rest decoding or committing.
+WINDOW_BATCHES = 8
+
+
+def decode_incoming(message: DeliveredMessage, tap: TapConfig, received_ns: int) -> Decoded:
     """Decode one delivered AMQP message (no I/O; safe to run in a worker thread)."""
-    stamp = message.timestamp
+    props = message.header.properties
+    stamp = props.timestamp
     return decode_amqp(
         message.body,
-        dict(message.headers or {}),
-        message.content_type or "",
+        dict(props.headers or {}),
+        props.content_type or "",
         exchange=message.exchange or tap.exchange,
         routing_key=message.routing_key or "",
-        message_id=message.message_id or "",
+        message_id=props.message_id or "",
         timestamp_ns=int(stamp.timestamp() * 1_000_000_000) if stamp else 0,
         received_ns=received_ns,
         type_field=tap.type_field,
@@ -46,53 +56,55 @@ def decode_incoming(message: AbstractIncomingMessage, tap: TapConfig, received_n
     )
 
 
-def _decode_all(messages: list[AbstractIncomingMessage], tap: TapConfig) -> Pending:
+def _decode_all(messages: list[DeliveredMessage], tap: TapConfig) -> Pending:
     pending = Pending()
     now = time.time_ns()
     for message in messages:
-        pending.add(decode_incoming(message, tap, now), message)
+        pending.add(decode_incoming(message, tap, now), message.delivery_tag)
     return pending
 
 
-async def _ack(messages: list[AbstractIncomingMessage]) -> None:
-    """One ``multiple`` ack per channel: the last tag covers every earlier one on it."""
-    last: dict[int, AbstractIncomingMessage] = {}
-    for message in messages:
-        try:
-            key = id(message.channel)
-        except Exception:  # channel closed by a broker restart: the broker redelivers
-            continue
-        last[key] = message
-    for message in last.values():
-        try:
-            await message.ack(multiple=True)
-        except Exception as exc:
-            log.info("ack after commit failed (%s); the broker redelivers, the store dedups", exc)
+async def _ack(channel: aiormq.abc.AbstractChannel, tags: list[Any]) -> None:
+    """One ``multiple`` ack: the last delivery tag covers every earlier one on the channel."""
+    last = max((t for t in tags if t is not None), default=None)
+    if last is None:
+        return
+    try:
+        await channel.basic_ack(last, multiple=True)
+    except Exception as exc:  # channel closed by a broker restart: the broker redelivers
+        log.info("ack after commit failed (%s); the broker redelivers, the store dedups", exc)
 
 
 async def run_rabbitmq_tap(
     collector: Collector, tap: TapConfig, stats: TapStats | None = None
 ) -> None:
-    """Consume until cancelled."""
+    """Consume until cancelled; raise when the connection is lost (the supervisor restarts)."""
     stats = stats or TapStats()
-    connection = await aio_pika.connect_robust(
-        tap.url, reconnect_interval=1.0, client_properties={"connection_name": tap.name}
+    connection = await aiormq.connect(
+        tap.url, client_properties={"connection_name": tap.name}
     )
     inbox = _Inbox(tap.batch_size)
     try:
         channel = await connection.channel()
-        # Room for the batch being committed and the next one filling up.
-        await channel.set_qos(prefetch_count=max(2 * tap.batch_size, 100))
-        queue = await channel.declare_queue(
-            tap.queue, durable=tap.durable, auto_delete=not tap.durable
-        )
+        # Room for several batches: the broker keeps sending while earlier ones commit.
+        await channel.basic_qos(prefetch_count=max(WINDOW_BATCHES * tap.batch_size, 100))
+        await channel.queue_declare(tap.queue, durable=tap.durable, auto_delete=not tap.durable)
         for key in tap.bindings:
-            await queue.bind(tap.exchange, routing_key=key)
-        await queue.consume(inbox.put, no_ack=False)
+            await channel.queue_bind(tap.queue, tap.exchange, routing_key=key)
+        await channel.basic_consume(tap.queue, inbox.put, no_ack=False)
         log.warning(
             "tap %s: consuming %s (bindings %s)", tap.name, tap.queue, ", ".join(tap.bindings)
         )
-        await _batch_loop(collector, tap, inbox, stats)
+        loop = asyncio.create_task(_batch_loop(collector, tap, inbox, stats, channel))
+        closed = asyncio.ensure_future(connection.closing)
+        try:
+            done, _ = await asyncio.wait({loop, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.cancel()
+            closed.cancel()
+        if loop in done:
+            loop.result()
+        raise ConnectionError(f"connection to {tap.url} was closed")
     finally:
         with contextlib.suppress(Exception):
             await connection.close()
@@ -103,17 +115,17 @@ class _Inbox:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: list[AbstractIncomingMessage] = []
+        self.items: list[DeliveredMessage] = []
         self.ready = asyncio.Event()
         self.full = asyncio.Event()
 
-    async def put(self, message: AbstractIncomingMessage) -> None:
+    async def put(self, message: DeliveredMessage) -> None:
         self.items.append(message)
         self.ready.set()
         if len(self.items) >= self.size:
             self.full.set()
 
-    async def take(self, wait_s: float) -> list[AbstractIncomingMessage]:
+    async def take(self, wait_s: float) -> list[DeliveredMessage]:
         await self.ready.wait()
         if len(self.items) < self.size and wait_s > 0:
             with contextlib.suppress(TimeoutError):
@@ -126,7 +138,13 @@ class _Inbox:
         return batch
 
 
-async def _batch_loop(collector: Collector, tap: TapConfig, inbox: _Inbox, stats: TapStats) -> None:
+async def _batch_loop(
+    collector: Collector,
+    tap: TapConfig,
+    inbox: _Inbox,
+    stats: TapStats,
+    channel: aiormq.abc.AbstractChannel,
+) -> None:
     previous: asyncio.Task[None] | None = None
     try:
         while True:
@@ -134,7 +152,7 @@ async def _batch_loop(collector: Collector, tap: TapConfig, inbox: _Inbox, stats
             pending = await asyncio.to_thread(_decode_all, messages, tap)
             # Commit this batch while the next one fills; acks stay in delivery order.
             previous = asyncio.create_task(
-                _commit_then_ack(collector, tap, pending, stats, previous)
+                _commit_then_ack(collector, channel, pending, stats, previous, tap.name)
             )
     finally:
         if previous is not None:
@@ -143,13 +161,14 @@ async def _batch_loop(collector: Collector, tap: TapConfig, inbox: _Inbox, stats
 
 async def _commit_then_ack(
     collector: Collector,
-    tap: TapConfig,
+    channel: aiormq.abc.AbstractChannel,
     pending: Pending,
     stats: TapStats,
     previous: asyncio.Task[None] | None,
+    name: str,
 ) -> None:
-    ok = await commit(collector, pending, stats, tap.name)
+    ok = await commit(collector, pending, stats, name)
     if previous is not None:
         await previous
     if ok:
-        await _ack(pending.acks)
+        await _ack(channel, pending.acks)
