@@ -465,7 +465,7 @@ def _findings_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
             st,
             header,
             rows,
-            [58, 66, 42, 68, 110, 86, 63],
+            [56, 60, 46, 80, 104, 84, 63],
             mono=(5,),
             highlight=lambda r: r[2] == "critical",
         )
