@@ -80,9 +80,7 @@ async def run_rabbitmq_tap(
 ) -> None:
     """Consume until cancelled; raise when the connection is lost (the supervisor restarts)."""
     stats = stats or TapStats()
-    connection = await aiormq.connect(
-        tap.url, client_properties={"connection_name": tap.name}
-    )
+    connection = await aiormq.connect(tap.url, client_properties={"connection_name": tap.name})
     inbox = _Inbox(tap.batch_size)
     try:
         channel = await connection.channel()
