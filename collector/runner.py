@@ -442,8 +442,13 @@ class AnalysisRunner:
             ).fetchall()
         finally:
             cur.close()
-        if rows or events:
-            self._analyse({r[0] for r in rows}, {r[0] for r in events})
+        # In bounded passes, like new records: a million open sagas must not load at once.
+        traces, keys = sorted({r[0] for r in rows}), sorted({r[0] for r in events})
+        step = self.max_pass_records
+        for i in range(0, max(len(traces), len(keys)), step):
+            if self._stop.is_set():
+                return
+            self._analyse(set(traces[i : i + step]), set(keys[i : i + step]))
 
     def _analyse(self, traces: set[str], events: set[str]) -> None:
         cur = self.collector.writer.cursor()
