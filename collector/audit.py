@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 from typing import Any
 
 import duckdb
 
 from collector.store.columns import to_json
-from dashboard.report.audit_log import AUDIT_COLUMNS, chain_entry, verify_audit_log
+from dashboard.report.audit_log import (
+    AUDIT_COLUMNS,
+    chain_entry,
+    details_object,
+    verify_audit_log,
+)
 
 ACTION = re.compile(r"^[a-z]+(\.[a-z_]+)+$")
 
@@ -81,9 +84,7 @@ def read_audit_log(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     entries = []
     for values in cur.fetchall():
         row = dict(zip(AUDIT_COLUMNS, values, strict=True))
-        if isinstance(row["details"], str):
-            with contextlib.suppress(ValueError):
-                row["details"] = json.loads(row["details"])
+        row["details"] = details_object(row["details"])
         entries.append(row)
     report = verify_audit_log(entries)
     return {"entries": entries, "verified": report.ok, "problems": report.problems}

@@ -423,18 +423,10 @@ def _completeness(source: Any) -> Any:
 def _report_meta(**scope: Any) -> ReportMeta:
     """Who, when, where and which version, for the report header and the audit entry."""
     import getpass
-    import socket
-    from importlib.metadata import version
 
-    from dashboard.report import ReportMeta
+    from dashboard.export import local_meta
 
-    return ReportMeta(
-        generated_ns=time.time_ns(),
-        generated_by=getpass.getuser(),
-        host=socket.gethostname(),
-        sagalens_version=version("sagalens"),
-        **scope,
-    )
+    return local_meta(time.time_ns(), getpass.getuser(), **scope)
 
 
 def _record_export(source: Any, actor: str, details: dict[str, Any]) -> None:
@@ -450,7 +442,8 @@ def _record_export(source: Any, actor: str, details: dict[str, Any]) -> None:
 
 
 def _export_audit_log(source: Any, out: Path, sign_key: Path | None) -> None:
-    from dashboard.report import AUDIT_LOG_FORMAT, ReportError, export_audit_log
+    from dashboard.export import export_details
+    from dashboard.report import ReportError, export_audit_log
 
     meta = _report_meta(title="sagalens audit log")
     try:
@@ -468,15 +461,7 @@ def _export_audit_log(source: Any, out: Path, sign_key: Path | None) -> None:
             + "\n".join(f"  problem: {p}" for p in log["problems"]),
             err=True,
         )
-    details = {
-        "format": AUDIT_LOG_FORMAT,
-        "out": str(out),
-        "data_digest": result.data_digest,
-        "entries": result.record_count,
-        "signed": result.signed,
-        "host": meta.host,
-    }
-    _record_export(source, meta.generated_by, details)
+    _record_export(source, meta.generated_by, export_details(result, meta, str(out)))
 
 
 @main.command("report")
@@ -528,6 +513,7 @@ def report_cmd(
     """Export a tamper-evident audit report (PDF, CSV, JSON Lines, OCEL 2.0) or the audit log."""
     from collector.api import parse_time_ns
     from collector.store.queries import QueryError
+    from dashboard.export import export_details
     from dashboard.report import RedactionRules, ReportError, export_report
 
     if fmt == "audit-log":
@@ -585,16 +571,7 @@ def report_cmd(
         f"{result.saga_count} sagas, {result.record_count} records, "
         f"digest {result.data_digest}{', signed' if result.signed else ''}"
     )
-    details = {
-        "format": fmt,
-        "out": str(out),
-        "data_digest": result.data_digest,
-        "sagas": result.saga_count,
-        "scope": meta.to_dict()["scope"],
-        "signed": result.signed,
-        "host": meta.host,
-    }
-    _record_export(source, meta.generated_by, details)
+    _record_export(source, meta.generated_by, export_details(result, meta, str(out)))
 
 
 @main.command("verify")

@@ -37,6 +37,30 @@ def _version() -> str:
         return "dev"
 
 
+def local_meta(generated_ns: int, generated_by: str, **scope: Any) -> ReportMeta:
+    """Report metadata made on this host by this sagalens: who, when, where, which version."""
+    return ReportMeta(
+        generated_ns=generated_ns,
+        generated_by=generated_by,
+        host=socket.gethostname(),
+        sagalens_version=_version(),
+        **scope,
+    )
+
+
+def export_details(result: ExportResult, meta: ReportMeta, out: str) -> dict[str, Any]:
+    """What the audit log records of an export (``report.exported``): the file handed out."""
+    details: dict[str, Any] = {"format": result.fmt, "out": out, "data_digest": result.data_digest}
+    if result.fmt == AUDIT_LOG_FORMAT:
+        details["entries"] = result.record_count
+    else:
+        details["sagas"] = result.saga_count
+        details["scope"] = meta.to_dict()["scope"]
+    details["signed"] = result.signed
+    details["host"] = meta.host
+    return details
+
+
 def report_file_name(saga_key: str, fmt: str) -> str:
     """A safe download name for the saga's report."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in saga_key)[:80]
@@ -52,11 +76,9 @@ def export_saga_zip(
     """
     steps = list(saga.get("steps") or [])
     record = {k: v for k, v in saga.items() if k not in ("spans", "events", "logs")}
-    meta = ReportMeta(
-        generated_ns=now_ns,
-        generated_by=user,
-        host=socket.gethostname(),
-        sagalens_version=_version(),
+    meta = local_meta(
+        now_ns,
+        user,
         saga_key=str(saga["saga_key"]),
         title=f"Saga audit report: {saga['saga_key']}",
     )
@@ -88,11 +110,9 @@ def export_period_zip(
 ) -> tuple[bytes, dict[str, Any]]:
     """A zip with the audit report of every saga matching ``filters``, its manifest, and the
     details to record in the audit log."""
-    meta = ReportMeta(
-        generated_ns=now_ns,
-        generated_by=user,
-        host=socket.gethostname(),
-        sagalens_version=_version(),
+    meta = local_meta(
+        now_ns,
+        user,
         from_ns=int(filters.get("from") or 0),
         to_ns=int(filters.get("to") or 0),
         filters={k: v for k, v in filters.items() if v and k not in ("from", "to")},
@@ -108,23 +128,9 @@ def export_audit_log_zip(
 
     The caller appends ``report.exported`` with these details once the download is made.
     """
-    meta = ReportMeta(
-        generated_ns=now_ns,
-        generated_by=user,
-        host=socket.gethostname(),
-        sagalens_version=_version(),
-        title="sagalens audit log",
-    )
+    meta = local_meta(now_ns, user, title="sagalens audit log")
     blob, result = _zip_export(AUDIT_LOG_FILE, lambda out: export_audit_log(rows, out, meta))
-    details = {
-        "format": AUDIT_LOG_FORMAT,
-        "out": AUDIT_LOG_FILE,
-        "data_digest": result.data_digest,
-        "entries": result.record_count,
-        "signed": False,
-        "host": meta.host,
-    }
-    return blob, details
+    return blob, export_details(result, meta, AUDIT_LOG_FILE)
 
 
 def _zip_report(
@@ -135,16 +141,7 @@ def _zip_report(
     name: str,
 ) -> tuple[bytes, dict[str, Any]]:
     blob, result = _zip_export(name, lambda out: export_report(sagas, fmt, out, meta, completeness))
-    details = {
-        "format": fmt,
-        "out": name,
-        "data_digest": result.data_digest,
-        "sagas": result.saga_count,
-        "scope": meta.to_dict()["scope"],
-        "signed": False,
-        "host": meta.host,
-    }
-    return blob, details
+    return blob, export_details(result, meta, name)
 
 
 def _zip_export(name: str, write: Callable[[Path], ExportResult]) -> tuple[bytes, ExportResult]:

@@ -53,6 +53,16 @@ def guarded() -> Iterator[None]:
         st.stop()
 
 
+def download_source() -> data._Guarded:
+    """The source for a download callable, resolved during the script run.
+
+    Download callables run on their own thread, outside the script run, where a failing
+    source could not be reported on the page.
+    """
+    with guarded():
+        return data.source()
+
+
 def sidebar() -> None:
     """Source description and the live auto-refresh switch."""
     s = data.settings()

@@ -58,15 +58,20 @@ def chain_entry(
     }
 
 
-def audit_log_line(row: Mapping[str, Any]) -> str:
-    """The export line of one row (newline-terminated); ``details`` JSON text becomes an object.
+def details_object(details: Any) -> Any:
+    """Stored ``details`` (JSON text, as DuckDB returns it) as an object.
 
-    Details that are not valid JSON stay text, so that verification reports them.
+    Text that is not valid JSON stays text, so that verification names the entry.
     """
-    details = row.get("details")
     if isinstance(details, str):
         with contextlib.suppress(ValueError):
-            details = json.loads(details)
+            return json.loads(details)
+    return details
+
+
+def audit_log_line(row: Mapping[str, Any]) -> str:
+    """The export line of one row (newline-terminated); ``details`` JSON text becomes an object."""
+    details = details_object(row.get("details"))
     values = {name: row.get(name) for name in AUDIT_COLUMNS}
     values["details"] = {} if details is None else details
     return json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n"

@@ -82,9 +82,7 @@ st.caption(
         else "The file is open read-only, so the download is not recorded in its log."
     )
 )
-# Resolved here: the download callable runs on its own thread, outside this script run.
-with ui.guarded():
-    source = data.source()
+source = ui.download_source()
 
 
 def _export() -> bytes:

@@ -221,16 +221,13 @@ st.subheader("Audit report")
 fmt = st.selectbox("Format", list(MIME), format_func=str.upper, key="report_fmt")
 
 
-# Resolved here: the download callable runs on its own thread, outside this script run.
-with ui.guarded():
-    source = data.source()
-described = data.describe()
+source = ui.download_source()
 
 
 def _report() -> bytes:
     saga = data.get_saga(s, key)
     blob, details = export_saga_zip(
-        saga or {"saga_key": key}, fmt, now_ns=time.time_ns(), source=described
+        saga or {"saga_key": key}, fmt, now_ns=time.time_ns(), source=data.describe()
     )
     data.record_export(source, details)
     return blob

@@ -173,10 +173,7 @@ st.caption("Every saga matching the filters above, as one tamper-evident report.
 period_fmt = st.selectbox("Format", list(MIME), format_func=str.upper, key="period_report_fmt")
 
 
-# Resolved here: the download callable runs on its own thread, outside this script run.
-with ui.guarded():
-    source = data.source()
-described = data.describe()
+source = ui.download_source()
 
 
 def _period_report() -> bytes:
@@ -187,7 +184,7 @@ def _period_report() -> bytes:
         source.call("iter_sagas", scope),
         period_fmt,
         now_ns=time.time_ns(),
-        source=described,
+        source=data.describe(),
         filters=scope,
     )
     data.record_export(source, details)
