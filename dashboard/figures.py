@@ -278,31 +278,49 @@ def build_timeline_figure(
             hovertext=f"message: {shorten(hop.label, 80)}",
         )
     owner = {str(s.get("name")): _service(s) for s in steps if s.get("step_type") == "action"}
-    missing = [(a, c) for a, c in never_ran if owner.get(a) in lane]
+    missing: dict[int, list[tuple[str, str]]] = {}  # lane -> (action, compensation)
+    for action, comp in never_ran:
+        if owner.get(action) in lane:
+            missing.setdefault(lane[owner[action]], []).append((action, comp))
+    x_range: list[Any] | None = None
     if missing:
+        # After the saga's last step, labelled to the right, where no bar can lie under it;
+        # one marker per lane, so several missing undos in one service never overlap.
+        first = min(int(s.get("start_ns") or 0) for s in steps)
         last = max(int(s.get("end_ns") or s.get("start_ns") or 0) for s in steps)
+        span = max(last - first, 1_000_000)
         fig.add_trace(
             go.Scatter(
                 name="compensation never ran",
                 mode="markers+text",
-                x=[ns_to_datetime(last)] * len(missing),
-                y=[lane[owner[a]] for a, _ in missing],
+                x=[ns_to_datetime(last + span // 10)] * len(missing),
+                y=list(missing),
                 marker={
                     "symbol": "square-open",
                     "size": 18,
                     "color": FAILURE_COLOR,
                     "line": {"width": 2},
                 },
-                text=[f"{shorten(c, 40)} never ran" for _, c in missing],
-                textposition="middle left",
+                text=[
+                    ", ".join(shorten(c, 40) for _, c in pairs) + " never ran"
+                    for pairs in missing.values()
+                ],
+                textposition="middle right",
                 textfont={"color": FAILURE_COLOR},
+                cliponaxis=False,
                 hovertemplate=[
-                    f"{shorten(c, 80)} should have undone {shorten(a, 80)}, but never ran"
-                    "<extra></extra>"
-                    for a, c in missing
+                    "<br>".join(
+                        f"{shorten(c, 80)} should have undone {shorten(a, 80)}, but never ran"
+                        for a, c in pairs
+                    )
+                    + "<extra></extra>"
+                    for pairs in missing.values()
                 ],
             )
         )
+        # room on the right for the labels, which the axis's autorange does not count
+        right = max(last + span * 7 // 10, now_ns if waiting_since_ns else 0)
+        x_range = [ns_to_datetime(first - span // 50), ns_to_datetime(right)]
     if waiting_since_ns and now_ns:
         y = lane.get(waiting_service, len(lanes) - 1 if lanes else 0)
         fig.add_trace(
@@ -335,7 +353,7 @@ def build_timeline_figure(
             "title": None,
             "range": [len(lanes) - 0.5, -0.5],
         },
-        xaxis={"type": "date", "title": None},
+        xaxis={"type": "date", "title": None, **({"range": x_range} if x_range else {})},
         hovermode="closest",
     )
     return fig

@@ -127,8 +127,27 @@ def test_timeline_shows_the_compensation_that_never_ran_in_its_actions_lane() ->
     assert list(missing["y"]) == [1]  # payment; a step not on the timeline is left out
     assert list(missing["text"]) == ["refund never ran"]
     assert missing["marker"]["symbol"] == "square-open"
-    assert missing["x"][0] == figures.ns_to_datetime(T0 + 6 * S)  # after the last step
-    assert not _traces(figures.build_timeline_figure(STEPS), "compensation never ran")
+    # after the last step (which ends at 6 s) by a tenth of the saga, labelled to its right
+    assert missing["x"][0] == figures.ns_to_datetime(T0 + 6 * S + 6 * S // 10)
+    assert missing["textposition"] == "middle right"
+    # the axis leaves room on the right for the label
+    assert fig.to_dict()["layout"]["xaxis"]["range"][1] == figures.ns_to_datetime(
+        T0 + 6 * S + 6 * S * 7 // 10
+    )
+    plain = figures.build_timeline_figure(STEPS)
+    assert not _traces(plain, "compensation never ran")
+    assert "range" not in plain.to_dict()["layout"]["xaxis"]
+
+
+def test_timeline_missing_compensations_in_one_lane_share_one_label() -> None:
+    fig = figures.build_timeline_figure(
+        STEPS, never_ran=[("reserve", "release"), ("reserve", "unlock")]
+    )
+    (missing,) = _traces(fig, "compensation never ran")
+    assert list(missing["y"]) == [0]
+    assert list(missing["text"]) == ["release, unlock never ran"]
+    assert "release should have undone reserve" in missing["hovertemplate"][0]
+    assert "unlock should have undone reserve" in missing["hovertemplate"][0]
 
 
 def test_timeline_attempts_labelled() -> None:
