@@ -143,6 +143,8 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
             expect(page.get_by_text("5 sagas match")).to_be_visible(timeout=15_000)
             expect(page.locator("[data-testid='stDataFrame']")).to_be_visible()
             expect(page.get_by_role("link", name="Overview")).to_be_visible()
+            # a product page: no development server's Deploy button
+            expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
         finally:
             browser.close()
 
