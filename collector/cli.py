@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import click
 
@@ -39,11 +40,16 @@ def _load_config(path: str) -> dict[str, Any]:
         raise click.ClickException(f"config file {path} must hold a mapping at the top level")
     from collector.analysis.config import ConfigError, SagaConfig
     from collector.receivers.taps import TapConfigError, parse_taps
+    from dashboard.report import RedactionRules, ReportError
 
     try:
-        SagaConfig.from_dict({k: v for k, v in data.items() if k != "taps"})
+        SagaConfig.from_dict(data)
         parse_taps(data.get("taps"))
-    except (ConfigError, TapConfigError) as exc:
+        if data.get("redaction") is not None:
+            if not isinstance(data["redaction"], dict):
+                raise ReportError("redaction: expected a mapping")
+            RedactionRules.from_dict(data["redaction"])
+    except (ConfigError, TapConfigError, ReportError) as exc:
         raise click.ClickException(f"config file {path}: {exc}") from exc
     return data
 
@@ -267,6 +273,53 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) 
     raise click.ClickException(f"the collector did not become healthy at {url}")
 
 
+DEMO_GUIDE = """\
+Two sample systems now send an order saga or two every second:
+  - OrderSaga, orchestrated: an orchestrator calls inventory, payments and shipping over HTTP
+    (half traced with saga.* attributes, half like Temporal activities);
+  - OrderFulfillment, choreographed: four services react to each other's CloudEvents.
+Some sagas are made to fail, to forget or botch a compensation, or to hang. Look at:
+  - Overview: statuses over time and the open findings;
+  - Sagas, status compensation_missing: an order charged or reserved whose undo never ran;
+    open one for its timeline and the explanation;
+  - Findings: stalls (a step waited for past its timeout) and failed compensations;
+  - Flow: the step-to-step flow learned from the traffic."""
+
+
+def _demo_broker(amqp: str) -> tuple[list[str], str]:
+    """``--tap`` arguments and the AMQP URL for the demo's choreographed system.
+
+    With RabbitMQ reachable at ``amqp``, the shop's services talk over a topic exchange and
+    the collector watches it through a tap; otherwise they use an in-process bus.
+    """
+    if not amqp:
+        click.echo("demo: choreographed system on an in-process bus (--amqp is empty)")
+        return [], ""
+    from sample_data.rabbit import EXCHANGE, declare_tap_queue, reachable
+
+    shown = _redact_url(amqp)
+    if not reachable(amqp):
+        click.echo(f"demo: no RabbitMQ at {shown}; choreographed system on an in-process bus")
+        return [], ""
+    tap_queue = f"sagalens.tap.{EXCHANGE}"
+    try:
+        declare_tap_queue(amqp, EXCHANGE, tap_queue)
+    except Exception as exc:
+        click.echo(f"demo: RabbitMQ at {shown} refused the demo ({exc}); using an in-process bus")
+        return [], ""
+    click.echo(f"demo: choreographed system on RabbitMQ at {shown}, exchange {EXCHANGE}, tapped")
+    query = urlencode({"exchange": EXCHANGE, "queue": tap_queue, "durable": "false"})
+    return ["--tap", f"{amqp}{'&' if '?' in amqp else '?'}{query}"], amqp
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
 def _run_up(opts: dict[str, Any], demo: bool) -> None:
     db, host, config, token = opts["db"], opts["host"], opts["config"], opts["token"]
     http_port, grpc_port, port = opts["http_port"], opts["grpc_port"], opts["port"]
@@ -289,6 +342,10 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
     cmd += ["--max-body", str(opts["max_body"]), "--max-queue-rows", str(opts["max_queue_rows"])]
     if not opts["analysis"]:
         cmd.append("--no-analysis")
+    amqp = ""
+    if demo:
+        tap_args, amqp = _demo_broker(opts["amqp"])
+        cmd += tap_args
     env = dict(os.environ, SAGALENS_TOKEN=token)
     procs: list[Any] = []
     # Own sessions: Ctrl-C reaches only this process, which stops the demo traffic first and
@@ -309,11 +366,13 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
         if demo:
             from sample_data.traffic import DemoTraffic
 
-            traffic = DemoTraffic(url, f"{host}:{grpc_port}", token=token).start()
+            traffic = DemoTraffic(url, f"{host}:{grpc_port}", token=token, amqp_url=amqp).start()
         click.echo(
-            f"sagalens is up: dashboard http://127.0.0.1:{port}  collector {url}"
-            f"  store {db}\nPress Ctrl-C to stop."
+            f"sagalens is up: dashboard http://127.0.0.1:{port}  collector {url}  store {db}"
         )
+        if demo:
+            click.echo(DEMO_GUIDE)
+        click.echo("Press Ctrl-C to stop.")
         while not stop["now"] and all(p.poll() is None for p in procs):
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -347,6 +406,14 @@ def up_cmd(**opts: Any) -> None:
 
 @main.command("demo")
 @_up_options
+@click.option(
+    "--amqp",
+    envvar="SAGALENS_DEMO_AMQP",
+    default="amqp://guest:guest@127.0.0.1:5672/",
+    show_default=True,
+    help="RabbitMQ for the choreographed sample system, watched through a tap; "
+    "unreachable or empty: an in-process bus.",
+)
 def demo_cmd(**opts: Any) -> None:
     """`up` plus live sample traffic from both sample systems."""
     if not opts["config"]:

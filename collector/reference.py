@@ -352,7 +352,7 @@ def config_keys() -> dict[str, tuple[str, ...]]:
     taps = tap_keys()
     common = set.intersection(*(set(keys) for keys in taps.values()))
     sections: dict[str, tuple[str, ...]] = {
-        "top": (*defs["top"], "taps", "redaction"),
+        "top": tuple(dict.fromkeys((*defs["top"], "taps", "redaction"))),
         "correlation": defs["correlation"],
         "saga": defs["saga"],
         "step": defs["step"],

@@ -2,11 +2,19 @@
 
 Nobody orchestrates. ``checkout`` places the order, ``stock`` reserves and releases
 inventory, ``billing`` charges and refunds, ``delivery`` ships. Every service publishes
-CloudEvents (``correlationid`` and W3C ``traceparent`` extensions) to the collector's
-``POST /v1/events`` in batch mode. Only ``checkout`` and ``billing`` are traced: their
-consumer spans start new traces linked to the producer span named by the incoming
-``traceparent``, so the collector gets partial traces joined by span links, as in real
-brokered systems. The untraced services forward the ``traceparent`` they received.
+CloudEvents (``correlationid`` and W3C ``traceparent`` extensions) on a bus and consumes
+from its own queues:
+
+- ``LocalBus``: in-process; every event also goes to an ``EventSink`` (the collector's
+  ``POST /v1/events`` in batch mode, or a list for the recorded files);
+- ``RabbitBus`` (``sample_data.rabbit``): a RabbitMQ topic exchange, one queue per
+  subscription, routing key = event type; sagalens sees the events through its broker tap.
+
+Only ``checkout`` and ``billing`` are traced: their consumer spans start new traces linked
+to the producer span named by the incoming ``traceparent``, so the collector gets partial
+traces joined by span links, as in real brokered systems. The untraced services forward
+the ``traceparent`` they received. Every consumer is idempotent on the event id, so a
+redelivered event (one of the injected faults) changes nothing.
 
 Run it against a collector::
 
@@ -17,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import random
+import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import (
@@ -36,7 +44,7 @@ from opentelemetry.trace import (
 )
 
 from sample_data.outcomes import Expected, draw_outcome, plan_fields, run_tag
-from sample_data.publish import BatchPoster, EventSink, rfc3339
+from sample_data.publish import BatchPoster, EventSink, event_ns, rfc3339
 from sample_data.telemetry import SagaClock, Telemetry, otlp_http_exporter
 
 SYSTEM = "choreographed"
@@ -57,6 +65,23 @@ FAILED = {
     "refund": "PaymentRefundFailed",
 }
 UNDO = {"reserve": "release", "charge": "refund"}
+# each service's queues: queue -> event type -> handler
+QUEUES: dict[str, dict[str, str]] = {
+    "stock-orders": {
+        "OrderPlaced": "stock_reserve",
+        "PaymentDeclined": "stock_release",
+        "ShippingFailed": "stock_release",
+    },
+    "billing-orders": {"InventoryReserved": "billing_charge"},
+    "billing-returns": {"ShippingFailed": "billing_refund"},
+    "delivery-orders": {"PaymentCharged": "delivery_ship"},
+    "checkout-updates": {
+        "PaymentDeclined": "checkout_close",
+        "ShippingFailed": "checkout_close",
+        "OrderShipped": "checkout_close",
+    },
+}
+MAX_ORDERS = 10_000  # orders the services remember (fault plans, handled event ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +93,8 @@ class Plan:
     hang_at: str = ""
     skip: str = ""
     broken: str = ""
+    flaky: str = ""  # step whose first attempt hits a transient error and is retried
+    duplicate: str = ""  # event type its publisher sends twice (a lost publisher confirm)
 
     @property
     def expected_step(self) -> str:
@@ -83,33 +110,97 @@ def draw_plan(rng: random.Random, outcome: str) -> Plan:
     return Plan(outcome, **plan_fields(rng, outcome))
 
 
-Handler = Callable[[dict[str, Any]], None]
+class Bus(Protocol):
+    """Where the services publish; it hands each event to ``Shop.deliver`` once per queue."""
+
+    def publish(self, event: dict[str, Any]) -> None: ...
+
+    def settle(self) -> None: ...
 
 
-class _Order:
-    """One order flowing through the four services over an in-process event bus."""
+class LocalBus:
+    """In-process bus: FIFO delivery, run to the end by ``settle``; every event also to a sink."""
 
-    def __init__(
-        self, telemetry: Telemetry, sink: EventSink, rng: random.Random, order_id: str,
-        plan: Plan, start_ns: int,
-    ) -> None:  # fmt: skip
-        self.t = telemetry
+    def __init__(self, sink: EventSink) -> None:
         self.sink = sink
-        self.rng = rng
-        self.order_id = order_id
-        self.plan = plan
-        self.clock = SagaClock(start_ns, rng)
-        self.queue: deque[tuple[Handler, dict[str, Any]]] = deque()
-        self.subscribers: dict[str, list[Handler]] = {
-            "OrderPlaced": [self.stock_reserve],
-            "InventoryReserved": [self.billing_charge],
-            "PaymentCharged": [self.delivery_ship],
-            "PaymentDeclined": [self.stock_release, self.checkout_close],
-            "ShippingFailed": [self.billing_refund, self.stock_release, self.checkout_close],
-            "OrderShipped": [self.checkout_close],
-        }
+        self.shop: Shop | None = None
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
 
-    # ---- the bus
+    def publish(self, event: dict[str, Any]) -> None:
+        self.sink.publish(event)
+        for queue, handlers in QUEUES.items():
+            if event["type"] in handlers:
+                self._pending.append((queue, event))
+
+    def settle(self) -> None:
+        while self._pending and self.shop is not None:
+            queue, event = self._pending.popleft()
+            self.shop.deliver(queue, event)
+
+
+@dataclass(slots=True)
+class _Order:
+    """What the services know of one order: its fault plan and the events they handled."""
+
+    order_id: str
+    plan: Plan
+    rng: random.Random
+    handled: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Shop:
+    """The four services, reacting to events from ``bus`` (a ``LocalBus`` or ``RabbitBus``)."""
+
+    def __init__(self, telemetry: Telemetry, bus: Bus) -> None:
+        self.t = telemetry
+        self.bus = bus
+        self._orders: OrderedDict[str, _Order] = OrderedDict()
+        self._lock = threading.Lock()
+        if isinstance(bus, LocalBus):
+            bus.shop = self
+
+    def play(
+        self, rng: random.Random, order_id: str, outcome: str, start_ns: int
+    ) -> tuple[str, Expected]:
+        """Place one order planned to end as ``outcome``; its saga key and ground truth."""
+        plan = draw_plan(rng, outcome)
+        order = _Order(order_id, plan, random.Random(rng.getrandbits(64)))
+        with self._lock:
+            self._orders[order_id] = order
+            while len(self._orders) > MAX_ORDERS:
+                self._orders.popitem(last=False)
+        _Reaction(self, order, start_ns).checkout_place()
+        self.bus.settle()
+        retried = OK[plan.flaky] if plan.flaky else ""
+        return saga_key(order_id), Expected(
+            SYSTEM, plan.outcome, plan.expected_step, order_id, retried
+        )
+
+    def deliver(self, queue: str, event: dict[str, Any]) -> None:
+        """Run the handler ``queue`` has for ``event``, once per event id."""
+        handler = QUEUES.get(queue, {}).get(str(event.get("type")))
+        data = event.get("data")
+        order_id = data.get("orderId") if isinstance(data, dict) else None
+        with self._lock:
+            order = self._orders.get(str(order_id))
+            if handler is None or order is None:
+                return  # not one of this run's orders (say, left in a queue by an earlier run)
+            if (queue, event["id"]) in order.handled:
+                return  # a redelivery: every consumer is idempotent on the event id
+            order.handled.add((queue, event["id"]))
+        getattr(_Reaction(self, order, event_ns(event)), handler)(event)
+
+
+class _Reaction:
+    """One service reacting to one event of one order; its clock starts at the event's time."""
+
+    def __init__(self, shop: Shop, order: _Order, start_ns: int) -> None:
+        self.t = shop.t
+        self.bus = shop.bus
+        self.order_id = order.order_id
+        self.plan = order.plan
+        self.rng = order.rng
+        self.clock = SagaClock(start_ns, order.rng)
 
     def publish(self, source: str, type_: str, cause: dict[str, Any] | None, traceparent: str,
                 **data: Any) -> None:  # fmt: skip
@@ -128,16 +219,9 @@ class _Order:
             event["causationid"] = cause["id"]
         if traceparent:
             event["traceparent"] = traceparent
-        self.sink.publish(event)
-        for handler in self.subscribers.get(type_, ()):
-            self.queue.append((handler, event))
-
-    def run(self) -> Expected:
-        self.checkout_place()
-        while self.queue:
-            handler, event = self.queue.popleft()
-            handler(event)
-        return Expected(SYSTEM, self.plan.outcome, self.plan.expected_step, self.order_id)
+        self.bus.publish(event)
+        if type_ == self.plan.duplicate:
+            self.bus.publish(event)  # the publisher missed its confirm and sent it again
 
     # ---- tracing helpers of the traced services
 
@@ -231,13 +315,16 @@ class _Order:
 
     def stock_reserve(self, event: dict[str, Any]) -> None:
         self.clock.tick(20, 300)
+        if self.plan.flaky == "reserve":
+            self.clock.tick(300, 900)  # a deadlock on the stock table, retried
         self.publish("stock", OK["reserve"], event, event.get("traceparent", ""),
                      warehouse=self.rng.choice(("BER-1", "MUC-2", "HAM-1")))  # fmt: skip
 
     def stock_release(self, event: dict[str, Any]) -> None:
         if self.plan.skip == "release":
             return  # the release handler is missing: the reservation stays forever
-        self.clock.tick(20, 300)
+        # after a failed shipment billing refunds first; stock releases once that is under way
+        self.clock.tick(400, 700) if event["type"] == FAILED["ship"] else self.clock.tick(20, 300)
         if self.plan.broken == "release":
             self.clock.tick(500, 3000)  # it retried a few times before giving up
             self.publish("stock", FAILED["release"], event, event.get("traceparent", ""),
@@ -252,6 +339,13 @@ class _Order:
         if self.plan.hang_at == "charge":
             return  # the payment provider call never returns; the span is never exported
         declined = self.plan.fail_at == "charge"
+        if self.plan.flaky == "charge":  # the provider times out once; billing retries
+            self.internal(
+                "billing", span, "POST /v1/charges", SpanKind.CLIENT,
+                {"http.request.method": "POST", "server.address": "psp.example.net",
+                 "http.response.status_code": 504},
+                error="payment provider timed out",
+            )  # fmt: skip
         self.internal(
             "billing", span, "POST /v1/charges", SpanKind.CLIENT,
             {"http.request.method": "POST", "server.address": "psp.example.net",
@@ -289,6 +383,8 @@ class _Order:
         if self.plan.hang_at == "ship":
             return  # the label printer queue is stuck: nothing is ever published
         self.clock.tick(100, 900)
+        if self.plan.flaky == "ship":
+            self.clock.tick(500, 1500)  # the carrier API refused once; delivery tried again
         if self.plan.fail_at == "ship":
             self.publish("delivery", FAILED["ship"], event, event.get("traceparent", ""),
                          reason="no carrier accepted the parcel")  # fmt: skip
@@ -306,15 +402,13 @@ def play_order(
     telemetry: Telemetry, sink: EventSink, rng: random.Random, order_id: str, outcome: str,
     start_ns: int,
 ) -> tuple[str, Expected]:  # fmt: skip
-    """Play one choreographed order; return its saga key and ground truth."""
-    order = _Order(telemetry, sink, rng, order_id, draw_plan(rng, outcome), start_ns)
-    return saga_key(order_id), order.run()
+    """Play one choreographed order on a ``LocalBus``; return its saga key and ground truth."""
+    return Shop(telemetry, LocalBus(sink)).play(rng, order_id, outcome, start_ns)
 
 
 def run_choreographed(
-    telemetry: Telemetry, sink: EventSink, n: int, *, seed: int = 0,
-    start_ns: int | None = None, spacing_ms: int = 400,
-) -> dict[str, Expected]:  # fmt: skip
+    shop: Shop, n: int, *, seed: int = 0, start_ns: int | None = None, spacing_ms: int = 400
+) -> dict[str, Expected]:
     """Play ``n`` seeded orders; return saga key -> expected status (keys as under DEMO_CONFIG)."""
     rng = random.Random(f"choreographed:{seed}")
     tag = run_tag(rng)
@@ -323,10 +417,9 @@ def run_choreographed(
     truth: dict[str, Expected] = {}
     for i in range(n):
         outcome = draw_outcome(rng)
-        key, expected = play_order(
-            telemetry, sink, rng, f"B-{tag}-{i:05d}", outcome,
-            start_ns + i * spacing_ms * 1_000_000,
-        )  # fmt: skip
+        key, expected = shop.play(
+            rng, f"B-{tag}-{i:05d}", outcome, start_ns + i * spacing_ms * 1_000_000
+        )
         truth[key] = expected
     return truth
 
@@ -341,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     telemetry = Telemetry(otlp_http_exporter(args.collector, args.token))
     poster = BatchPoster(args.collector, args.token)
-    truth = run_choreographed(telemetry, poster, args.sagas, seed=args.seed)
+    truth = run_choreographed(Shop(telemetry, LocalBus(poster)), args.sagas, seed=args.seed)
     poster.flush()
     poster.close()
     telemetry.shutdown()

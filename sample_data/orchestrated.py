@@ -1,11 +1,17 @@
 """Orchestrated sample system: an OrderSaga orchestrator driving inventory, payments, shipping.
 
-The orchestrator and the three services are in-process functions, each traced by its own
-``TracerProvider`` (see ``Telemetry``) and called with W3C trace context propagated through
-a header dict, as an HTTP call would. Half of the sagas follow the ``saga.*`` span
-convention; the other half look like a Temporal workflow traced by the Temporal
-interceptor (``StartActivity:ReserveInventory`` / ``RunActivity:...`` with
-``temporalWorkflowID``), so both identity rules are exercised.
+Inventory, payments and shipping are HTTP services on loopback, each served from its own
+thread and traced by its own ``TracerProvider`` (see ``Telemetry``); the orchestrator calls
+them over real HTTP with W3C trace context in the request headers. Half of the sagas follow
+the ``saga.*`` span convention; the other half look like a Temporal workflow traced by the
+Temporal interceptor (``StartActivity:ReserveInventory`` / ``RunActivity:...`` with
+``temporalWorkflowID``; the workers get their activity tasks over HTTP), so both identity
+rules are exercised.
+
+Each request carries the saga's simulated time (``at``), so a saga played in milliseconds
+looks like it took seconds, and the fault to inject (``fault``): ``fail`` answers with the
+step's business error, ``flaky`` with a transient one the orchestrator retries, ``hang``
+starts the work and drops the connection, like a process that froze.
 
 Run it against a collector::
 
@@ -15,12 +21,17 @@ Run it against a collector::
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
@@ -34,6 +45,7 @@ ORCHESTRATOR = "order-orchestrator"
 API = "order-api"
 FORWARD = ("reserve", "charge", "ship")
 UNDO = {"reserve": "release", "charge": "refund"}
+SERVICES = ("inventory", "payments", "shipping")
 SERVICE = {
     "reserve": "inventory",
     "release": "inventory",
@@ -55,8 +67,12 @@ ERRORS = {
     "release": ("StockLedgerConflict", "reservation ledger locked", 409),
     "refund": ("RefundRejected", "payment provider rejected the refund", 502),
 }
+TRANSIENT = ("ServiceUnavailable", "upstream timed out, try again", 503)
 STYLES = ("saga", "temporal")
 RETRIES = 3  # attempts of a failing compensation before the orchestrator gives up
+CALL_TIMEOUT_S = 10.0
+# attempt outcome -> the fault the service is asked to inject
+FAULT = {"ok": "", "failed": "fail", "flaky": "flaky", "hang": "hang"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,8 @@ class Plan:
     hang_at: str = ""
     skip: str = ""  # compensation the orchestrator forgets (the bug we want flagged)
     broken: str = ""  # compensation that keeps failing
+    flaky: str = ""  # step whose first attempt fails transiently and is retried
+    duplicate: str = ""  # event delivered twice (choreographed system only)
 
     @property
     def expected_step(self) -> str:
@@ -88,14 +106,182 @@ def _error(span: Span, kind: str, message: str, when: int) -> None:
     )
 
 
+# ---- the services: each one is its own HTTP server and its own traced service
+
+
+Reply = tuple[int, dict[str, Any]] | None  # None: the connection is dropped without an answer
+
+
+class _Service:
+    """What inventory, payments or shipping do for one call: spans, a DB write, a fault."""
+
+    def __init__(self, name: str, telemetry: Telemetry) -> None:
+        self.name = name
+        self.t = telemetry
+
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], call: dict[str, Any]
+    ) -> Reply:
+        step, order_id = call["step"], call["order_id"]
+        if SERVICE.get(step) != self.name:
+            return 404, {"error": f"{self.name} does not serve {step!r}"}
+        attempt, fault = int(call.get("attempt", 1)), str(call.get("fault", ""))
+        # per call, so a service's timings do not depend on the order requests arrive in
+        clock = SagaClock(int(call["at"]), random.Random(f"{order_id}:{step}:{attempt}"))
+        if "activity" in call:
+            return self._activity(step, call, attempt, fault, headers, clock)
+        return self._serve(step, method, order_id, fault, headers, clock)
+
+    def _serve(self, step: str, method: str, order_id: str, fault: str,
+               headers: dict[str, str], clock: SagaClock) -> Reply:  # fmt: skip
+        """An HTTP request traced the way HTTP server instrumentation traces it."""
+        kind, message, code = TRANSIENT if fault == "flaky" else ERRORS.get(step, ("", "", 500))
+        route = NAMES[step][2].split(" ", 1)[1]
+        failing = fault in ("fail", "flaky")
+        server = self.t.tracer(self.name).start_span(
+            f"{method} {route}",
+            context=extract(headers),
+            kind=SpanKind.SERVER,
+            start_time=clock.tick(1, 4),
+            attributes={
+                "http.request.method": method,
+                "http.route": route,
+                "http.response.status_code": code if failing else 200,
+                "order.id": order_id,
+            },
+        )
+        if fault == "hang":
+            return None  # the handler froze: the span never ends, so it is never exported
+        self._work(server, clock)
+        end = clock.tick(10, 400)
+        if failing and code >= 500:
+            _error(server, kind, message, end)
+        server.end(end_time=end)
+        if failing:
+            return code, {"at": end, "error": kind, "message": message}
+        return 200, {"at": end}
+
+    def _activity(self, step: str, call: dict[str, Any], attempt: int, fault: str,
+                  headers: dict[str, str], clock: SagaClock) -> Reply:  # fmt: skip
+        """A Temporal activity task run by this service's worker."""
+        name = str(call["activity"])
+        run = self.t.tracer(self.name).start_span(
+            f"RunActivity:{name}",
+            context=extract(headers),
+            kind=SpanKind.SERVER,
+            start_time=clock.tick(2, 30 if attempt == 1 else 1000),
+            attributes={**call["ids"], "temporalActivityAttempt": attempt},
+        )
+        if fault == "hang":
+            return None  # the worker is stuck: RunActivity never ends, so it is never exported
+        self._work(run, clock)
+        end = clock.tick(10, 400)
+        if fault in ("fail", "flaky"):
+            kind, message, _ = TRANSIENT if fault == "flaky" else ERRORS[step]
+            _error(run, kind, message, end)
+            run.end(end_time=end)
+            return 500, {"at": end, "error": kind, "message": message}
+        run.end(end_time=end)
+        return 200, {"at": end}
+
+    def _work(self, parent: Span, clock: SagaClock) -> None:
+        """The database write a service does for a step."""
+        db = self.t.tracer(self.name).start_span(
+            "UPDATE stock" if self.name == "inventory" else f"INSERT {self.name}",
+            context=set_span_in_context(parent),
+            kind=SpanKind.CLIENT,
+            start_time=clock.tick(1, 3),
+            attributes={"db.system.name": "postgresql", "db.namespace": self.name},
+        )
+        db.end(end_time=clock.tick(2, 40))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _ServiceServer
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        try:
+            call = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            reply = self.server.service.handle(self.command, self.path, headers, call)
+        except (ValueError, KeyError, TypeError) as exc:
+            reply = 400, {"error": f"bad request: {exc}"}
+        if reply is None:
+            self.close_connection = True
+            return
+        status, body = reply
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None  # the sample services do not log every request
+
+
+class _ServiceServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, service: _Service) -> None:
+        super().__init__((host, 0), _Handler)
+        self.service = service
+
+
+class OrderServices:
+    """Inventory, payments and shipping, each an HTTP server on its own loopback port.
+
+    Use as a context manager; ``client`` is the orchestrator's HTTP client.
+    """
+
+    def __init__(self, telemetry: Telemetry, host: str = "127.0.0.1") -> None:
+        self.telemetry = telemetry
+        self._servers = {name: _ServiceServer(host, _Service(name, telemetry)) for name in SERVICES}
+        self._threads = [
+            threading.Thread(target=s.serve_forever, name=f"sample-{n}", daemon=True)
+            for n, s in self._servers.items()
+        ]
+        for thread in self._threads:
+            thread.start()
+        self.client = httpx.Client(timeout=CALL_TIMEOUT_S)
+
+    def url(self, service: str) -> str:
+        host, port = self._servers[service].server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def close(self) -> None:
+        self.client.close()
+        for server in self._servers.values():
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> OrderServices:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+# ---- the orchestrator
+
+
 class _Saga:
     """One run of the OrderSaga orchestrator."""
 
     def __init__(
-        self, telemetry: Telemetry, rng: random.Random, order_id: str, plan: Plan, style: str,
+        self, services: OrderServices, rng: random.Random, order_id: str, plan: Plan, style: str,
         start_ns: int,
     ) -> None:  # fmt: skip
-        self.t = telemetry
+        self.services = services
+        self.t = services.telemetry
         self.rng = rng
         self.order_id = order_id
         self.plan = plan
@@ -118,49 +304,30 @@ class _Saga:
     def name(self, step: str) -> str:
         return NAMES[step][0] if self.style == "saga" else NAMES[step][1]
 
-    # ---- the services: each one is its own traced process as far as the collector knows
-
-    def serve(self, step: str, headers: dict[str, str], fails: bool) -> None:
-        """The inventory / payments / shipping handler for one call."""
-        service = SERVICE[step]
-        tracer = self.t.tracer(service)
-        kind, message, code = ERRORS.get(step, ("", "", 500))
+    def request(self, step: str, context: Context, attempt: int, outcome: str,
+                **extra: Any) -> int | None:  # fmt: skip
+        """One HTTP call to the step's service: its status, or None when it never answered."""
+        headers: dict[str, str] = {}
+        inject(headers, context=context)
         method, route = NAMES[step][2].split(" ", 1)
-        start = self.clock.tick(1, 4)
-        server = tracer.start_span(
-            f"{method} {route}",
-            context=extract(headers),
-            kind=SpanKind.SERVER,
-            start_time=start,
-            attributes={
-                "http.request.method": method,
-                "http.route": route,
-                "http.response.status_code": code if fails else 200,
-                "order.id": self.order_id,
-            },
-        )
-        self.work(step, server)
-        end = self.clock.tick(10, 400)
-        if fails and code >= 500:
-            _error(server, kind, message, end)
-        server.end(end_time=end)
+        url = self.services.url(SERVICE[step]) + route.replace("{id}", self.order_id)
+        call = {
+            "step": step,
+            "order_id": self.order_id,
+            "attempt": attempt,
+            "fault": FAULT[outcome],
+            "at": self.clock.now,
+            **extra,
+        }
+        try:
+            response = self.services.client.request(method, url, json=call, headers=headers)
+        except httpx.TransportError:
+            return None  # the service froze; this orchestrator gives up on the saga
+        self.clock.now = max(self.clock.now, int(response.json()["at"]))
+        return response.status_code
 
-    def work(self, step: str, parent: Span) -> None:
-        """The database write a service does for a step."""
-        service = SERVICE[step]
-        db = self.t.tracer(service).start_span(
-            "UPDATE stock" if service == "inventory" else f"INSERT {service}",
-            context=set_span_in_context(parent),
-            kind=SpanKind.CLIENT,
-            start_time=self.clock.tick(1, 3),
-            attributes={"db.system.name": "postgresql", "db.namespace": service},
-        )
-        db.end(end_time=self.clock.tick(2, 40))
-
-    # ---- the orchestrator
-
-    def call(self, step: str, parent: Context, fails: bool, attempt: int = 1) -> None:
-        """Orchestrator -> service call for one step attempt (saga.* convention)."""
+    def call(self, step: str, parent: Context, outcome: str, attempt: int = 1) -> bool:
+        """Orchestrator -> service call for one step attempt (saga.* convention); False if hung."""
         name = self.name(step)
         attrs: dict[str, Any] = {
             "saga.id": self.saga_id,
@@ -178,16 +345,17 @@ class _Saga:
             name, context=parent, kind=SpanKind.CLIENT, start_time=self.clock.tick(),
             attributes=attrs,
         )  # fmt: skip
-        headers: dict[str, str] = {}
-        inject(headers, context=set_span_in_context(client))
-        self.serve(step, headers, fails)
+        status = self.request(step, set_span_in_context(client), attempt, outcome)
+        if status is None:
+            return False  # the call never returns: the client span never ends either
         end = self.clock.tick(1, 5)
-        if fails:
-            kind, message, _ = ERRORS[step]
+        if status >= 400:
+            kind, message, _ = TRANSIENT if outcome == "flaky" else ERRORS[step]
             _error(client, kind, message, end)
         client.end(end_time=end)
+        return True
 
-    def activity(self, step: str, parent: Context, outcomes: list[str]) -> None:
+    def activity(self, step: str, parent: Context, outcomes: list[str]) -> bool:
         """Temporal-style activity: one StartActivity, then a RunActivity per attempt.
 
         Activities run on each service's own task queue, so RunActivity is traced by the
@@ -202,22 +370,11 @@ class _Saga:
             attributes=ids,
         )  # fmt: skip
         scheduled.end(end_time=when + 1_000_000)
+        context = set_span_in_context(scheduled)
         for attempt, outcome in enumerate(outcomes, start=1):
-            run = self.t.tracer(SERVICE[step]).start_span(
-                f"RunActivity:{name}",
-                context=set_span_in_context(scheduled),
-                kind=SpanKind.SERVER,
-                start_time=self.clock.tick(2, 30 if attempt == 1 else 1000),
-                attributes={**ids, "temporalActivityAttempt": attempt},
-            )
-            if outcome == "hang":
-                return  # the worker is stuck: RunActivity never ends, so it is never exported
-            self.work(step, run)
-            end = self.clock.tick(10, 400)
-            if outcome == "failed":
-                kind, message, _ = ERRORS[step]
-                _error(run, kind, message, end)
-            run.end(end_time=end)
+            if self.request(step, context, attempt, outcome, activity=name, ids=ids) is None:
+                return False
+        return True
 
     def attempts(self, step: str) -> list[str]:
         if step == self.plan.hang_at:
@@ -226,6 +383,8 @@ class _Saga:
             return ["failed"]
         if step == self.plan.broken:
             return ["failed"] * RETRIES
+        if step == self.plan.flaky:
+            return ["flaky", "ok"]
         return ["ok"]
 
     def run(self) -> Expected:
@@ -233,19 +392,19 @@ class _Saga:
             self._run_saga_convention()
         else:
             self._run_temporal()
-        return Expected(SYSTEM, self.plan.outcome, self.plan_step_name(), self.order_id)
+        retried = self.name(self.plan.flaky) if self.plan.flaky else ""
+        return Expected(SYSTEM, self.plan.outcome, self.plan_step_name(), self.order_id, retried)
 
     def plan_step_name(self) -> str:
         step = self.plan.expected_step
         return self.name(step) if step else ""
 
-    def _steps(self, run_step: Any) -> tuple[bool, bool]:
+    def _steps(self, run_step: Callable[[str, list[str]], bool]) -> tuple[bool, bool]:
         """Drive forward steps then compensations; (failed, hung)."""
         done: list[str] = []
         for step in FORWARD:
             outcomes = self.attempts(step)
-            run_step(step, outcomes)
-            if outcomes == ["hang"]:
+            if not run_step(step, outcomes):
                 return False, True
             if outcomes[-1] == "failed":
                 break
@@ -267,11 +426,11 @@ class _Saga:
         )  # fmt: skip
         parent = set_span_in_context(root)
 
-        def run_step(step: str, outcomes: list[str]) -> None:
-            for attempt, outcome in enumerate(outcomes, start=1):
-                if outcome == "hang":
-                    return  # the call never returns: neither span ends or is exported
-                self.call(step, parent, outcome == "failed", attempt)
+        def run_step(step: str, outcomes: list[str]) -> bool:
+            return all(
+                self.call(step, parent, outcome, attempt)
+                for attempt, outcome in enumerate(outcomes, start=1)
+            )
 
         failed, hung = self._steps(run_step)
         if hung:
@@ -310,16 +469,16 @@ class _Saga:
 
 
 def play_order_saga(
-    telemetry: Telemetry, rng: random.Random, order_id: str, outcome: str, style: str,
+    services: OrderServices, rng: random.Random, order_id: str, outcome: str, style: str,
     start_ns: int,
 ) -> tuple[str, Expected]:  # fmt: skip
     """Run one OrderSaga; return its saga key (as sagalens derives it) and ground truth."""
-    saga = _Saga(telemetry, rng, order_id, draw_plan(rng, outcome), style, start_ns)
+    saga = _Saga(services, rng, order_id, draw_plan(rng, outcome), style, start_ns)
     return saga.key, saga.run()
 
 
 def run_orchestrated(
-    telemetry: Telemetry, n: int, *, seed: int = 0, start_ns: int | None = None,
+    services: OrderServices, n: int, *, seed: int = 0, start_ns: int | None = None,
     spacing_ms: int = 400,
 ) -> dict[str, Expected]:  # fmt: skip
     """Play ``n`` seeded sagas; return saga key -> expected status.
@@ -336,7 +495,7 @@ def run_orchestrated(
         outcome = draw_outcome(rng)
         style = STYLES[i % 2]
         key, expected = play_order_saga(
-            telemetry,
+            services,
             rng,
             f"A-{tag}-{i:05d}",
             outcome,
@@ -362,7 +521,8 @@ def main(argv: list[str] | None = None) -> None:
         else otlp_http_exporter(args.collector, args.token)
     )
     telemetry = Telemetry(exporter)
-    truth = run_orchestrated(telemetry, args.sagas, seed=args.seed)
+    with OrderServices(telemetry) as services:
+        truth = run_orchestrated(services, args.sagas, seed=args.seed)
     telemetry.shutdown()
     for key, expected in truth.items():
         print(f"{key}  {expected.status}  {expected.step}")

@@ -24,6 +24,7 @@ class Expected:
     status: str
     step: str = ""  # un-compensated action, failed compensation, or the step waited for
     order_id: str = ""
+    retried: str = ""  # a step that failed transiently once and succeeded when retried
 
 
 def draw_outcome(rng: random.Random) -> str:
@@ -43,6 +44,12 @@ def plan_fields(rng: random.Random, outcome: str) -> dict[str, str]:
     the same way, so the same seed gives the same story in either.
     """
     if outcome == "completed":
+        # a happy saga may still hit a transient error (retried) or a redelivered event
+        roll = rng.random()
+        if roll < 0.25:
+            return {"flaky": rng.choice(("reserve", "charge", "ship"))}
+        if roll < 0.45:
+            return {"duplicate": rng.choice(("OrderPlaced", "PaymentCharged"))}
         return {}
     if outcome == "stalled":
         return {"hang_at": rng.choice(("charge", "ship"))}

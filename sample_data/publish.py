@@ -29,6 +29,12 @@ def rfc3339(ns: int) -> str:
     return f"{stamp}.{rest // 1000:06d}Z"
 
 
+def event_ns(event: dict[str, Any]) -> int:
+    """An event's RFC 3339 ``time`` (as ``rfc3339`` writes it) in Unix nanoseconds."""
+    stamp = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return int(stamp.replace(microsecond=0).timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+
+
 class EventList:
     """Keeps events in memory, in publication order (recording and tests)."""
 

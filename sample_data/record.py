@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sample_data import RECORDED_EVENTS, RECORDED_TRACES
-from sample_data.choreographed import play_order
-from sample_data.orchestrated import STYLES, play_order_saga
+from sample_data.choreographed import LocalBus, Shop
+from sample_data.orchestrated import STYLES, OrderServices, play_order_saga
 from sample_data.outcomes import Expected, draw_outcome
 from sample_data.publish import EventList
 from sample_data.telemetry import Telemetry, encode_otlp_json
@@ -40,19 +40,18 @@ def record(
     sink = EventList()
     truth: dict[str, Expected] = {}
     traces.parent.mkdir(parents=True, exist_ok=True)
-    with open(traces, "w", encoding="utf-8") as out:
+    shop = Shop(telemetry, LocalBus(sink))
+    with OrderServices(telemetry) as services, open(traces, "w", encoding="utf-8") as out:
         for i in range(n_sagas):
             outcome = draw_outcome(rng)
             start = BASE_NS + i * SPACING_NS
             if i % 2 == 0:
                 style = STYLES[(i // 2) % 2]
                 key, expected = play_order_saga(
-                    telemetry, rng, f"A-rec-{i // 2:05d}", outcome, style, start
+                    services, rng, f"A-rec-{i // 2:05d}", outcome, style, start
                 )
             else:
-                key, expected = play_order(
-                    telemetry, sink, rng, f"B-rec-{i // 2:05d}", outcome, start
-                )
+                key, expected = shop.play(rng, f"B-rec-{i // 2:05d}", outcome, start)
             truth[key] = expected
             spans = telemetry.take_finished()
             if spans:

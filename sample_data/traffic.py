@@ -1,7 +1,8 @@
 """Live sample traffic for ``sagalens demo``: both sample systems, continuously.
 
-The orchestrated system exports over OTLP/gRPC, the choreographed one over OTLP/HTTP and
-``POST /v1/events``. Failures (a collector that is not up yet, a refused batch) are logged
+The orchestrated system exports over OTLP/gRPC, the choreographed one over OTLP/HTTP; its
+events travel on RabbitMQ (seen by the collector's tap) when ``amqp_url`` is given, else on
+an in-process bus that posts them to ``POST /v1/events``. Failures (a collector that is not up yet, a refused batch) are logged
 and traffic goes on: the demo must never crash because of its sample data.
 """
 
@@ -11,9 +12,10 @@ import logging
 import random
 import threading
 import time
+from typing import Any
 
-from sample_data.choreographed import play_order
-from sample_data.orchestrated import STYLES, play_order_saga
+from sample_data.choreographed import LocalBus, Shop
+from sample_data.orchestrated import STYLES, OrderServices, play_order_saga
 from sample_data.outcomes import Expected, draw_outcome, run_tag
 from sample_data.publish import BatchPoster
 from sample_data.telemetry import Telemetry, otlp_grpc_exporter, otlp_http_exporter
@@ -47,6 +49,8 @@ class DemoTraffic:
         rate: float = 2.0,
         *,
         seed: int | None = None,
+        amqp_url: str = "",
+        exchange: str = "",
     ) -> None:
         self.collector_url = collector_url.rstrip("/")
         self.grpc_target = _loopback(grpc_target)
@@ -62,6 +66,11 @@ class DemoTraffic:
         self._orchestrated: Telemetry | None = None
         self._choreographed: Telemetry | None = None
         self._poster: BatchPoster | None = None
+        self._services: OrderServices | None = None
+        self._shop: Shop | None = None
+        self._bus: Any = None
+        self.amqp_url = amqp_url
+        self.exchange = exchange
 
     @property
     def generated(self) -> int:
@@ -76,7 +85,16 @@ class DemoTraffic:
         self._choreographed = Telemetry(
             otlp_http_exporter(self.collector_url, self.token, timeout=EXPORT_TIMEOUT_S)
         )
-        self._poster = BatchPoster(self.collector_url, self.token, timeout=EXPORT_TIMEOUT_S)
+        self._services = OrderServices(self._orchestrated)
+        if self.amqp_url:
+            from sample_data.rabbit import EXCHANGE, RabbitBus
+
+            self._bus = RabbitBus(self.amqp_url, self.exchange or EXCHANGE)
+            self._shop = Shop(self._choreographed, self._bus)
+            self._bus.start(self._shop)
+        else:
+            self._poster = BatchPoster(self.collector_url, self.token, timeout=EXPORT_TIMEOUT_S)
+            self._shop = Shop(self._choreographed, LocalBus(self._poster))
         self._thread = threading.Thread(
             target=self._loop, name="sagalens-demo-traffic", daemon=True
         )
@@ -99,6 +117,13 @@ class DemoTraffic:
             log.warning("demo traffic: gave up flushing after %.0fs", STOP_TIMEOUT_S)
 
     def _close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+        if self._bus is not None:
+            try:
+                self._bus.close()
+            except Exception as exc:
+                self._error("closing the RabbitMQ connection", exc)
         if self._poster is not None:
             self._flush_events()
             self._poster.close()
@@ -119,18 +144,17 @@ class DemoTraffic:
                 outcome = draw_outcome(self.rng)
                 start_ns = time.time_ns() - LEAD_NS
                 if n % 2 == 0:
-                    assert self._orchestrated is not None
+                    assert self._services is not None
                     style = STYLES[(n // 2) % 2]
                     key, expected = play_order_saga(
-                        self._orchestrated, self.rng, f"A-{self.tag}-{n // 2:05d}", outcome,
+                        self._services, self.rng, f"A-{self.tag}-{n // 2:05d}", outcome,
                         style, start_ns,
                     )  # fmt: skip
                 else:
-                    assert self._choreographed is not None and self._poster is not None
-                    key, expected = play_order(
-                        self._choreographed, self._poster, self.rng, f"B-{self.tag}-{n // 2:05d}",
-                        outcome, start_ns,
-                    )  # fmt: skip
+                    assert self._shop is not None
+                    key, expected = self._shop.play(
+                        self.rng, f"B-{self.tag}-{n // 2:05d}", outcome, start_ns
+                    )
                 self.truth[key] = expected
             except Exception as exc:
                 self._error("playing a saga", exc)

@@ -250,11 +250,6 @@ def test_taps_example_names_every_kind() -> None:
     assert sorted(t.kind for t in parse_taps(taps)) == ["kafka", "nats", "rabbitmq"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collector/cli.py _load_config validates every key but `taps` with SagaConfig, "
-    "which refuses `redaction:`, so `--config` cannot carry report redaction rules yet",
-)
 def test_definitions_and_redaction_share_one_config_file(tmp_path: Path) -> None:
     merged: dict[str, Any] = {}
     for data in _config_examples(_readme()):

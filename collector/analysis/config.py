@@ -154,7 +154,10 @@ class SagaConfig:
         if not isinstance(d, Mapping):
             raise ConfigError(f"definitions file: expected a mapping, got {_kind(d)}")
         _no_unknown(
-            d, {"stall_after", "correlation", "sagas", "stall_multiplier", "stall_min_samples"}, ""
+            d,
+            {"stall_after", "correlation", "sagas", "stall_multiplier", "stall_min_samples"}
+            | set(OTHER_SECTIONS),
+            "",
         )
         stall_after = DEFAULT_STALL_AFTER_NS
         if "stall_after" in d:
@@ -184,6 +187,10 @@ class SagaConfig:
     def definition_for(self, saga_type: str) -> SagaDefinition | None:
         """The declared definition of a saga type, if any."""
         return self.sagas.get(saga_type)
+
+
+# sections of the same file that other parts read: broker taps and audit report redaction
+OTHER_SECTIONS = ("taps", "redaction")
 
 
 def _kind(value: Any) -> str:

@@ -146,3 +146,23 @@ def test_good_configs(data):
 
 def test_config_error_is_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_one_config_file_holds_definitions_taps_and_redaction(tmp_path):
+    import click
+
+    from collector.cli import _load_config
+
+    path = tmp_path / "sagalens.yaml"
+    path.write_text(
+        "stall_after: 1m\n"
+        "taps: [{kind: nats, url: 'nats://127.0.0.1:4222', subjects: [a.>]}]\n"
+        "redaction: {attributes: [card.number]}\n"
+    )
+    assert _load_config(str(path))["redaction"] == {"attributes": ["card.number"]}
+    path.write_text("redaction: {attributes: card.number}\n")
+    with pytest.raises(click.ClickException, match=r"redaction\.attributes must be a list"):
+        _load_config(str(path))
+    path.write_text("redaction: [card.number]\n")
+    with pytest.raises(click.ClickException, match="redaction: expected a mapping"):
+        _load_config(str(path))

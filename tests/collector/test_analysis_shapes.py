@@ -12,7 +12,7 @@ from collector.normalize.cloudevents import Envelope, decode_items
 from collector.normalize.otlp import decode_otlp_json_object
 from collector.normalize.records import EventRecord, SpanRecord, finalize_event_key
 from sample_data import DEMO_CONFIG
-from sample_data.choreographed import run_choreographed
+from sample_data.choreographed import LocalBus, Shop, run_choreographed
 from sample_data.outcomes import Expected
 from sample_data.publish import EventList
 from sample_data.shapes import BASE_NS, MINUTE_NS, SCENARIOS, SHAPES, build_saga, shape_config
@@ -226,7 +226,7 @@ def choreographed() -> tuple[AnalysisResult, dict[str, Expected]]:
     start = BASE_NS
     telemetry = Telemetry(rng=random.Random(1))
     sink = EventList()
-    truth = run_choreographed(telemetry, sink, 40, seed=1, start_ns=start)
+    truth = run_choreographed(Shop(telemetry, LocalBus(sink)), 40, seed=5, start_ns=start)
     spans = decode_otlp_json_object(encode_otlp_json(telemetry.take_finished())).spans
     events = decode_items(sink.events, Envelope("file")).events
     config = SagaConfig.from_dict(yaml.safe_load(DEMO_CONFIG.read_text()))

@@ -8,11 +8,26 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, require_service, wait_for
 
 
-def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("amqp", "bus"),
+    [
+        # the machine's RabbitMQ: the shop's services talk over it, the collector taps it
+        ("amqp://guest:guest@127.0.0.1:5672/", "on RabbitMQ"),
+        # a fresh machine without a broker: an in-process bus, the same sagas
+        ("amqp://guest:guest@127.0.0.1:9/", "on an in-process bus"),
+    ],
+    ids=["rabbitmq", "no-broker"],
+)
+def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
+    tmp_path: Path, amqp: str, bus: str
+) -> None:
+    if bus == "on RabbitMQ":
+        require_service("RabbitMQ", "127.0.0.1", 5672)
     http_port, grpc_port, dash_port = free_port(), free_port(), free_port()
     log = tmp_path / "demo.log"
     with open(log, "wb") as out:
@@ -30,6 +45,8 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(tmp_path: Path)
                 str(grpc_port),
                 "--port",
                 str(dash_port),
+                "--amqp",
+                amqp,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -49,9 +66,16 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(tmp_path: Path)
         # Orchestrated sagas (saga.* and Temporal-style) and choreographed ones (business key).
         seen = wait_for(lambda: len(rules()) >= 3 and rules(), timeout=60, interval=1)
         assert "saga.id" in seen
+        if bus == "on RabbitMQ":  # the choreographed events reached sagalens through the tap
+            rows = httpx.get(api, params={"type": "OrderFulfillment"}, timeout=5).json()["sagas"]
+            detail = httpx.get(f"{api}/{rows[0]['saga_key']}", timeout=5).json()
+            assert {e["transport"] for e in detail["events"]} == {"amqp"}, detail["events"]
         page = httpx.get(f"http://127.0.0.1:{dash_port}/", timeout=10)
         assert page.status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()
+    text = log.read_text()
+    assert f"choreographed system {bus}" in text, text
+    assert "Look at:" in text and "Traceback" not in text, text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -16,8 +19,8 @@ from collector.analysis.config import SagaConfig
 from collector.normalize.cloudevents import Envelope, decode_items
 from collector.normalize.otlp import decode_otlp_json_object
 from sample_data import DEMO_CONFIG, RECORDED_EVENTS, RECORDED_TRACES
-from sample_data.choreographed import run_choreographed
-from sample_data.orchestrated import run_orchestrated
+from sample_data.choreographed import LocalBus, Shop, run_choreographed
+from sample_data.orchestrated import OrderServices, run_orchestrated
 from sample_data.outcomes import OUTCOMES, Expected
 from sample_data.publish import BatchPoster, EventList
 from sample_data.record import record
@@ -28,7 +31,7 @@ from sample_data.telemetry import (
     otlp_http_exporter,
 )
 from sample_data.traffic import DemoTraffic
-from tests.conftest import RunningCollector, running_collector, wait_for
+from tests.conftest import RunningCollector, require_service, running_collector, wait_for
 
 N_SAGAS = 40
 HOUR_NS = 3600 * 1_000_000_000
@@ -98,19 +101,41 @@ def _assert_matches_truth(collector: RunningCollector, truth: dict[str, Expected
 
 def test_orchestrated_system_over_grpc(demo_collector: RunningCollector) -> None:
     telemetry = Telemetry(otlp_grpc_exporter(demo_collector.grpc), rng=random.Random(7))
-    # an hour ago, so sagas that hang are already past every stall threshold
-    truth = run_orchestrated(telemetry, N_SAGAS, seed=7, start_ns=time.time_ns() - HOUR_NS)
+    with OrderServices(telemetry) as services:
+        # an hour ago, so sagas that hang are already past every stall threshold
+        truth = run_orchestrated(services, N_SAGAS, seed=7, start_ns=time.time_ns() - HOUR_NS)
     telemetry.shutdown()
     assert {k.split(":", 1)[0] for k in truth} == {"saga.id", "temporal.workflow"}
     _assert_matches_truth(demo_collector, truth)
     rules = {s["identity_rule"] for k, s in _sagas(demo_collector).items() if k in truth}
     assert rules == {"saga.id", "temporal"}
+    # a transient error retried by the orchestrator is one step with two attempts, not a failure
+    retried = {k: e.retried for k, e in truth.items() if e.retried}
+    assert retried
+    for key, step in retried.items():
+        steps = demo_collector.get(f"/api/v1/sagas/{key}")["steps"]
+        assert [s["attempts"] for s in steps if s["name"] == step] == [2], (key, steps)
+
+
+def test_orchestrated_services_answer_over_http() -> None:
+    with OrderServices(Telemetry(rng=random.Random(2))) as services:
+        url = services.url("payments") + "/payments/charges"
+        call = {"step": "charge", "order_id": "o-1", "attempt": 1, "at": 10**18}
+        assert services.client.post(url, json={**call, "fault": ""}).status_code == 200
+        declined = services.client.post(url, json={**call, "fault": "fail"})
+        assert declined.status_code == 402 and declined.json()["error"] == "PaymentDeclined"
+        wrong = services.client.post(services.url("shipping") + "/shipments", json=call)
+        assert wrong.status_code == 404
+        assert services.client.post(url, content=b"{").status_code == 400
+        with pytest.raises(httpx.TransportError):  # a frozen service never answers
+            services.client.post(url, json={**call, "fault": "hang"})
 
 
 def test_choreographed_system_over_http(demo_collector: RunningCollector) -> None:
     telemetry = Telemetry(otlp_http_exporter(demo_collector.url), rng=random.Random(8))
     poster = BatchPoster(demo_collector.url, max_batch=50)
-    truth = run_choreographed(telemetry, poster, N_SAGAS, seed=8, start_ns=time.time_ns() - HOUR_NS)
+    shop = Shop(telemetry, LocalBus(poster))
+    truth = run_choreographed(shop, N_SAGAS, seed=8, start_ns=time.time_ns() - HOUR_NS)
     poster.flush()
     poster.close()
     telemetry.shutdown()
@@ -185,8 +210,56 @@ def test_recorded_files_are_reproducible(tmp_path: Path) -> None:
 def test_samples_encode_to_what_the_collector_decodes() -> None:
     telemetry = Telemetry(rng=random.Random(1))
     sink = EventList()
-    run_choreographed(telemetry, sink, 3, seed=1, start_ns=1_795_341_600 * 10**9)
+    run_choreographed(Shop(telemetry, LocalBus(sink)), 3, seed=1, start_ns=1_795_341_600 * 10**9)
     batch = decode_otlp_json_object(encode_otlp_json(telemetry.take_finished()))
     consumers = [s for s in batch.spans if s.kind == 5]
     assert consumers and all(s.links for s in consumers)
     assert all(e["traceparent"].startswith("00-") for e in sink.events)
+
+
+@pytest.mark.brokers
+def test_choreographed_system_on_rabbitmq_seen_through_the_tap(tmp_path: Path) -> None:
+    """The shop's services react to each other on RabbitMQ; sagalens sees it through its tap."""
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    from sample_data.rabbit import DEFAULT_URL, RabbitBus, declare_tap_queue
+
+    exchange = f"sagalens-test-shop-{uuid.uuid4().hex[:8]}"
+    tap_queue = f"sagalens.tap.{exchange}"
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["taps"] = [
+        {"kind": "rabbitmq", "url": DEFAULT_URL, "exchange": exchange, "durable": False}
+    ]
+    (tmp_path / "shop.yaml").write_text(yaml.safe_dump(config))
+    declare_tap_queue(DEFAULT_URL, exchange, tap_queue)
+    telemetry = Telemetry(rng=random.Random(9))
+    bus = RabbitBus(DEFAULT_URL, exchange)
+    try:
+        with running_collector(tmp_path, config=str(tmp_path / "shop.yaml")) as collector:
+            telemetry = Telemetry(otlp_http_exporter(collector.url), rng=random.Random(9))
+            shop = Shop(telemetry, bus)
+            bus.start(shop)
+            truth = run_choreographed(shop, N_SAGAS, seed=8, start_ns=time.time_ns() - HOUR_NS)
+            # the services' own queues got their copies and reacted: orders reached their end
+            wait_for(lambda: bus.delivered >= 3 * N_SAGAS, timeout=20)
+            telemetry.flush()
+            _assert_matches_truth(collector, truth)
+            assert bus.errors == 0
+            key = next(k for k, e in truth.items() if e.status == "completed")
+            events = collector.get(f"/api/v1/sagas/{key}")["events"]
+            assert events and {e["transport"] for e in events} == {"amqp"}, events
+            assert {e["destination"] for e in events} == {f"{exchange}/{e['type']}" for e in events}
+    finally:
+        bus.close()
+        telemetry.shutdown()
+        asyncio.run(_delete_exchange(DEFAULT_URL, exchange, tap_queue))
+
+
+async def _delete_exchange(url: str, exchange: str, *queues: str) -> None:
+    import aiormq
+
+    connection = await aiormq.connect(url)
+    channel = await connection.channel()
+    for name in queues:
+        await channel.queue_delete(name)
+    await channel.exchange_delete(exchange)
+    await connection.close()
