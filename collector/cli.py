@@ -366,7 +366,9 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
         if demo:
             from sample_data.traffic import DemoTraffic
 
-            traffic = DemoTraffic(url, f"{host}:{grpc_port}", token=token, amqp_url=amqp).start()
+            traffic = DemoTraffic(
+                url, f"{host}:{grpc_port}", token=token, amqp_url=amqp, faults=opts["faults"]
+            ).start()
         click.echo(
             f"sagalens is up: dashboard http://127.0.0.1:{port}  collector {url}  store {db}"
         )
@@ -388,6 +390,15 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _faults_option(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    from sample_data.outcomes import parse_faults
+
+    try:
+        return parse_faults(value) if value else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _up_options(fn: Any) -> Any:
@@ -413,6 +424,15 @@ def up_cmd(**opts: Any) -> None:
     show_default=True,
     help="RabbitMQ for the choreographed sample system, watched through a tap; "
     "unreachable or empty: an in-process bus.",
+)
+@click.option(
+    "--faults",
+    envvar="SAGALENS_DEMO_FAULTS",
+    default="",
+    callback=_faults_option,
+    help="Share of sample sagas per trouble, e.g. compensation_missing=0.3,stalled=0.1 "
+    "(troubles: compensated, compensation_missing, compensation_failed, stalled; "
+    "the rest complete).",
 )
 def demo_cmd(**opts: Any) -> None:
     """`up` plus live sample traffic from both sample systems."""

@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,7 +44,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from sample_data.outcomes import Expected, draw_outcome, plan_fields, run_tag
+from sample_data.outcomes import Expected, draw_outcome, faults_argument, plan_fields, run_tag
 from sample_data.publish import BatchPoster, EventSink, event_ns, rfc3339
 from sample_data.telemetry import SagaClock, Telemetry, otlp_http_exporter
 
@@ -407,8 +408,9 @@ def play_order(
 
 
 def run_choreographed(
-    shop: Shop, n: int, *, seed: int = 0, start_ns: int | None = None, spacing_ms: int = 400
-) -> dict[str, Expected]:
+    shop: Shop, n: int, *, seed: int = 0, start_ns: int | None = None, spacing_ms: int = 400,
+    faults: Mapping[str, float] | None = None,
+) -> dict[str, Expected]:  # fmt: skip
     """Play ``n`` seeded orders; return saga key -> expected status (keys as under DEMO_CONFIG)."""
     rng = random.Random(f"choreographed:{seed}")
     tag = run_tag(rng)
@@ -416,7 +418,7 @@ def run_choreographed(
         start_ns = time.time_ns() - (n * spacing_ms + 8_000) * 1_000_000
     truth: dict[str, Expected] = {}
     for i in range(n):
-        outcome = draw_outcome(rng)
+        outcome = draw_outcome(rng, faults)
         key, expected = shop.play(
             rng, f"B-{tag}-{i:05d}", outcome, start_ns + i * spacing_ms * 1_000_000
         )
@@ -431,10 +433,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default="")
     parser.add_argument("--sagas", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--faults",
+        type=faults_argument,
+        default=None,
+        help="share of sagas per trouble, e.g. compensation_missing=0.3,stalled=0.1 "
+        "(the rest complete)",
+    )
     args = parser.parse_args(argv)
     telemetry = Telemetry(otlp_http_exporter(args.collector, args.token))
     poster = BatchPoster(args.collector, args.token)
-    truth = run_choreographed(Shop(telemetry, LocalBus(poster)), args.sagas, seed=args.seed)
+    truth = run_choreographed(
+        Shop(telemetry, LocalBus(poster)), args.sagas, seed=args.seed, faults=args.faults
+    )
     poster.flush()
     poster.close()
     telemetry.shutdown()

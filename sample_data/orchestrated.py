@@ -26,7 +26,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,7 +36,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 
-from sample_data.outcomes import Expected, draw_outcome, plan_fields, run_tag
+from sample_data.outcomes import Expected, draw_outcome, faults_argument, plan_fields, run_tag
 from sample_data.telemetry import SagaClock, Telemetry, otlp_grpc_exporter, otlp_http_exporter
 
 SYSTEM = "orchestrated"
@@ -479,7 +479,7 @@ def play_order_saga(
 
 def run_orchestrated(
     services: OrderServices, n: int, *, seed: int = 0, start_ns: int | None = None,
-    spacing_ms: int = 400,
+    spacing_ms: int = 400, faults: Mapping[str, float] | None = None,
 ) -> dict[str, Expected]:  # fmt: skip
     """Play ``n`` seeded sagas; return saga key -> expected status.
 
@@ -492,7 +492,7 @@ def run_orchestrated(
         start_ns = time.time_ns() - (n * spacing_ms + 5_000) * 1_000_000
     truth: dict[str, Expected] = {}
     for i in range(n):
-        outcome = draw_outcome(rng)
+        outcome = draw_outcome(rng, faults)
         style = STYLES[i % 2]
         key, expected = play_order_saga(
             services,
@@ -514,6 +514,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default="")
     parser.add_argument("--sagas", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--faults",
+        type=faults_argument,
+        default=None,
+        help="share of sagas per trouble, e.g. compensation_missing=0.3,stalled=0.1 "
+        "(the rest complete)",
+    )
     args = parser.parse_args(argv)
     exporter = (
         otlp_grpc_exporter(args.grpc, args.token)
@@ -522,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     telemetry = Telemetry(exporter)
     with OrderServices(telemetry) as services:
-        truth = run_orchestrated(services, args.sagas, seed=args.seed)
+        truth = run_orchestrated(services, args.sagas, seed=args.seed, faults=args.faults)
     telemetry.shutdown()
     for key, expected in truth.items():
         print(f"{key}  {expected.status}  {expected.step}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # outcome -> weight; mostly happy, with every kind of trouble the analysis should flag
@@ -27,9 +29,43 @@ class Expected:
     retried: str = ""  # a step that failed transiently once and succeeded when retried
 
 
-def draw_outcome(rng: random.Random) -> str:
-    """One outcome drawn with ``OUTCOME_WEIGHTS``."""
-    return rng.choices(OUTCOMES, weights=list(OUTCOME_WEIGHTS.values()))[0]
+def draw_outcome(rng: random.Random, weights: Mapping[str, float] | None = None) -> str:
+    """One outcome drawn with ``weights`` (default ``OUTCOME_WEIGHTS``)."""
+    w = weights or OUTCOME_WEIGHTS
+    return rng.choices(OUTCOMES, weights=[w.get(o, 0.0) for o in OUTCOMES])[0]
+
+
+def parse_faults(spec: str) -> dict[str, float]:
+    """Outcome weights from ``"compensation_missing=0.3,stalled=0.1"``.
+
+    Each named trouble gets its share of sagas (0..1); ``completed`` gets the rest.
+    Troubles not named keep their default share. Raises ``ValueError`` with a clear message.
+    """
+    weights = dict(OUTCOME_WEIGHTS)
+    troubles = [o for o in OUTCOMES if o != "completed"]
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in troubles:
+            raise ValueError(
+                f"fault rate {item!r}: expected NAME=SHARE with NAME one of {', '.join(troubles)}"
+            )
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(f"fault rate {item!r}: {value.strip()!r} is not a number") from None
+        if not 0 <= share <= 1:
+            raise ValueError(f"fault rate {item!r}: the share must be between 0 and 1")
+        weights[name] = share
+    rest = 1 - sum(weights[o] for o in troubles)
+    if rest < -1e-9:
+        kept = ", ".join(f"{o}={weights[o]:g}" for o in troubles if f"{o}=" not in spec)
+        raise ValueError(
+            f"fault rates add up to {1 - rest:.2f}, more than 1"
+            + (f" (troubles not named keep their default share: {kept})" if kept else "")
+        )
+    weights["completed"] = max(rest, 0.0)
+    return weights
 
 
 def run_tag(rng: random.Random) -> str:
@@ -62,3 +98,11 @@ def plan_fields(rng: random.Random, outcome: str) -> dict[str, str]:
     if outcome == "compensation_failed":
         return {"fail_at": fail_at, "broken": rng.choice(undoable)}
     raise ValueError(f"unknown outcome {outcome!r}")
+
+
+def faults_argument(spec: str) -> dict[str, float]:
+    """``parse_faults`` for argparse: a bad spec is reported with its reason."""
+    try:
+        return parse_faults(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

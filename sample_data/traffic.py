@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sample_data.choreographed import LocalBus, Shop
@@ -51,6 +52,7 @@ class DemoTraffic:
         seed: int | None = None,
         amqp_url: str = "",
         exchange: str = "",
+        faults: Mapping[str, float] | None = None,
     ) -> None:
         self.collector_url = collector_url.rstrip("/")
         self.grpc_target = _loopback(grpc_target)
@@ -70,6 +72,7 @@ class DemoTraffic:
         self._shop: Shop | None = None
         self._bus: Any = None
         self.amqp_url = amqp_url
+        self.faults = faults
         self.exchange = exchange
 
     @property
@@ -141,7 +144,7 @@ class DemoTraffic:
         while not self._stop.is_set():
             began = time.monotonic()
             try:
-                outcome = draw_outcome(self.rng)
+                outcome = draw_outcome(self.rng, self.faults)
                 start_ns = time.time_ns() - LEAD_NS
                 if n % 2 == 0:
                     assert self._services is not None

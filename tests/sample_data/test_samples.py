@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from collector.normalize.otlp import decode_otlp_json_object
 from sample_data import DEMO_CONFIG, RECORDED_EVENTS, RECORDED_TRACES
 from sample_data.choreographed import LocalBus, Shop, run_choreographed
 from sample_data.orchestrated import OrderServices, run_orchestrated
-from sample_data.outcomes import OUTCOMES, Expected
+from sample_data.outcomes import OUTCOMES, Expected, parse_faults
 from sample_data.publish import BatchPoster, EventList
 from sample_data.record import record
 from sample_data.telemetry import (
@@ -263,3 +264,23 @@ async def _delete_exchange(url: str, exchange: str, *queues: str) -> None:
         await channel.queue_delete(name)
     await channel.exchange_delete(exchange)
     await connection.close()
+
+
+def test_fault_rates_are_configurable() -> None:
+    weights = parse_faults("compensation_missing=0.5, stalled=0")
+    assert weights["compensation_missing"] == 0.5 and weights["stalled"] == 0
+    assert abs(sum(weights.values()) - 1) < 1e-9
+    only_missing = parse_faults(
+        "compensated=0,compensation_missing=1,compensation_failed=0,stalled=0"
+    )
+    with OrderServices(Telemetry(rng=random.Random(3))) as services:
+        truth = run_orchestrated(services, 12, seed=3, start_ns=10**18, faults=only_missing)
+    assert {e.status for e in truth.values()} == {"compensation_missing"}
+    for spec, reason in [
+        ("stalled=2", "between 0 and 1"),
+        ("lost=0.1", "expected NAME=SHARE"),
+        ("stalled=x", "not a number"),
+        ("compensation_missing=0.9", "more than 1 (troubles not named keep"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            parse_faults(spec)
