@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import click
 
@@ -295,9 +295,10 @@ def _demo_broker(amqp: str) -> tuple[list[str], str]:
     if not amqp:
         click.echo("demo: choreographed system on an in-process bus (--amqp is empty)")
         return [], ""
+    from collector.receivers.taps import shown_url
     from sample_data.rabbit import EXCHANGE, declare_tap_queue, reachable
 
-    shown = _redact_url(amqp)
+    shown = shown_url(amqp)
     if not reachable(amqp):
         click.echo(f"demo: no RabbitMQ at {shown}; choreographed system on an in-process bus")
         return [], ""
@@ -310,14 +311,6 @@ def _demo_broker(amqp: str) -> tuple[list[str], str]:
     click.echo(f"demo: choreographed system on RabbitMQ at {shown}, exchange {EXCHANGE}, tapped")
     query = urlencode({"exchange": EXCHANGE, "queue": tap_queue, "durable": "false"})
     return ["--tap", f"{amqp}{'&' if '?' in amqp else '?'}{query}"], amqp
-
-
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def _run_up(opts: dict[str, Any], demo: bool) -> None:

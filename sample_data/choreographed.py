@@ -44,7 +44,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from sample_data.outcomes import Expected, draw_outcome, faults_argument, plan_fields, run_tag
+from sample_data.outcomes import Expected, add_faults_argument, draw_outcome, plan_fields, run_tag
 from sample_data.publish import BatchPoster, EventSink, event_ns, rfc3339
 from sample_data.telemetry import SagaClock, Telemetry, otlp_http_exporter
 
@@ -433,13 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default="")
     parser.add_argument("--sagas", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--faults",
-        type=faults_argument,
-        default=None,
-        help="share of sagas per trouble, e.g. compensation_missing=0.3,stalled=0.1 "
-        "(the rest complete)",
-    )
+    add_faults_argument(parser)
     args = parser.parse_args(argv)
     telemetry = Telemetry(otlp_http_exporter(args.collector, args.token))
     poster = BatchPoster(args.collector, args.token)

@@ -106,3 +106,14 @@ def faults_argument(spec: str) -> dict[str, float]:
         return parse_faults(spec)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_faults_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--faults`` option of the sample systems' command lines."""
+    parser.add_argument(
+        "--faults",
+        type=faults_argument,
+        default=None,
+        help="share of sagas per trouble, e.g. compensation_missing=0.3,stalled=0.1 "
+        "(the rest complete)",
+    )

@@ -3,15 +3,17 @@
 The tap declares ``sagalens.tap.<exchange>`` (or a configured name) and binds it with
 each configured key, so it receives a copy of every message while the services keep
 their own queues untouched. Messages are collected up to ``batch_size`` or
-``batch_ms``, decoded off the event loop, written in one commit and then acknowledged
-with a single ``multiple`` ack. Several batches are in flight at once (the prefetch
-window), so the broker keeps delivering while earlier batches commit.
+``batch_ms``, decoded, written in one commit and then acknowledged with a single
+``multiple`` ack. Several batches are in flight at once (the prefetch window), so the
+broker keeps delivering while earlier batches commit.
 
-The tap speaks AMQP through aiormq, the protocol layer under aio-pika: a delivery costs
-one small callback instead of a full message object. When the connection drops (a broker
-restart) the tap stops with an error and its supervisor starts it again, which
-re-declares the queue; messages whose ack was lost come back and are counted as
-duplicates by the store (their event key is unchanged).
+Consuming and decoding run in a worker process of the tap's own
+(``collector.receivers.rabbitmq_worker``), which speaks AMQP through aiormq and hands over
+each batch as Arrow tables; this side commits the batches in order and tells the worker
+what to acknowledge. When the broker connection drops the worker exits, the tap stops
+with an error and its supervisor starts it again, which re-declares the queue; messages
+whose ack was lost come back and are counted as duplicates by the store (their event key
+is unchanged).
 """
 
 from __future__ import annotations
@@ -19,147 +21,99 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING
 
-import aiormq
-from aiormq.abc import DeliveredMessage
-
-from collector.normalize.cloudevents import Decoded, decode_amqp
-from collector.receivers.taps import Pending, TapConfig, TapStats, commit
+from collector.receivers.rabbitmq_worker import (
+    WINDOW_BATCHES,
+    decode_incoming,
+    encode_frame,
+    prepare_messages,
+    read_frame,
+)
+from collector.receivers.taps import Pending, TapConfig, TapStats, commit, shown_url
 
 if TYPE_CHECKING:
     from collector.service import Collector
 
+__all__ = ["WINDOW_BATCHES", "decode_incoming", "prepare_messages", "run_rabbitmq_tap"]
+
 log = logging.getLogger("sagalens.taps.rabbitmq")
 
-
-# Batches in flight at once: one filling, the rest decoding or committing.
-WINDOW_BATCHES = 8
-
-
-def decode_incoming(message: DeliveredMessage, tap: TapConfig, received_ns: int) -> Decoded:
-    """Decode one delivered AMQP message (no I/O; safe to run in a worker thread)."""
-    props = message.header.properties
-    stamp = props.timestamp
-    return decode_amqp(
-        message.body,
-        dict(props.headers or {}),
-        props.content_type or "",
-        exchange=message.exchange or tap.exchange,
-        routing_key=message.routing_key or "",
-        message_id=props.message_id or "",
-        timestamp_ns=int(stamp.timestamp() * 1_000_000_000) if stamp else 0,
-        received_ns=received_ns,
-        type_field=tap.type_field,
-        max_bytes=tap.max_message_bytes,
-    )
-
-
-def _decode_all(messages: list[DeliveredMessage], tap: TapConfig) -> Pending:
-    pending = Pending()
-    now = time.time_ns()
-    for message in messages:
-        pending.add(decode_incoming(message, tap, now), message.delivery_tag)
-    return pending
-
-
-async def _ack(channel: aiormq.abc.AbstractChannel, tags: list[Any]) -> None:
-    """One ``multiple`` ack: the last delivery tag covers every earlier one on the channel."""
-    last = max((t for t in tags if t is not None), default=None)
-    if last is None:
-        return
-    try:
-        await channel.basic_ack(last, multiple=True)
-    except Exception as exc:  # channel closed by a broker restart: the broker redelivers
-        log.info("ack after commit failed (%s); the broker redelivers, the store dedups", exc)
+STOP_TIMEOUT_S = 5.0
+WORKERS = 2
 
 
 async def run_rabbitmq_tap(
     collector: Collector, tap: TapConfig, stats: TapStats | None = None
 ) -> None:
-    """Consume until cancelled; raise when the connection is lost (the supervisor restarts)."""
+    """Consume until cancelled; raise when a worker stops (the supervisor restarts the tap).
+
+    ``WORKERS`` worker processes consume the tap's queue side by side, each with its own
+    connection and prefetch window; the store does not care in which order batches land.
+    """
     stats = stats or TapStats()
-    connection = await aiormq.connect(tap.url, client_properties={"connection_name": tap.name})
-    inbox = _Inbox(tap.batch_size)
+    runs = [asyncio.create_task(_run_worker(collector, tap, stats)) for _ in range(WORKERS)]
     try:
-        channel = await connection.channel()
-        # Room for several batches: the broker keeps sending while earlier ones commit.
-        await channel.basic_qos(prefetch_count=max(WINDOW_BATCHES * tap.batch_size, 100))
-        await channel.queue_declare(tap.queue, durable=tap.durable, auto_delete=not tap.durable)
-        for key in tap.bindings:
-            await channel.queue_bind(tap.queue, tap.exchange, routing_key=key)
-        await channel.basic_consume(tap.queue, inbox.put, no_ack=False)
-        log.warning(
-            "tap %s: consuming %s (bindings %s)", tap.name, tap.queue, ", ".join(tap.bindings)
-        )
-        loop = asyncio.create_task(_batch_loop(collector, tap, inbox, stats, channel))
-        closed = asyncio.ensure_future(connection.closing)
-        try:
-            done, _ = await asyncio.wait({loop, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            loop.cancel()
-            closed.cancel()
-        if loop in done:
-            loop.result()
-        raise ConnectionError(f"connection to {tap.url} was closed")
+        done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+        for run in done:
+            run.result()
     finally:
-        with contextlib.suppress(Exception):
-            await connection.close()
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
 
 
-class _Inbox:
-    """Deliveries waiting for a batch; one timer per batch rather than one per message."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: list[DeliveredMessage] = []
-        self.ready = asyncio.Event()
-        self.full = asyncio.Event()
-
-    async def put(self, message: DeliveredMessage) -> None:
-        self.items.append(message)
-        self.ready.set()
-        if len(self.items) >= self.size:
-            self.full.set()
-
-    async def take(self, wait_s: float) -> list[DeliveredMessage]:
-        await self.ready.wait()
-        if len(self.items) < self.size and wait_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.full.wait(), wait_s)
-        batch, self.items = self.items[: self.size], self.items[self.size :]
-        if not self.items:
-            self.ready.clear()
-        if len(self.items) < self.size:
-            self.full.clear()
-        return batch
-
-
-async def _batch_loop(
-    collector: Collector,
-    tap: TapConfig,
-    inbox: _Inbox,
-    stats: TapStats,
-    channel: aiormq.abc.AbstractChannel,
-) -> None:
+async def _run_worker(collector: Collector, tap: TapConfig, stats: TapStats) -> None:
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collector.receivers.rabbitmq_worker",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=2**24,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    control = worker.stdin
     previous: asyncio.Task[None] | None = None
     try:
-        while True:
-            messages = await inbox.take(tap.batch_ms / 1000)
-            pending = await asyncio.to_thread(_decode_all, messages, tap)
-            # Commit this batch while the next one fills; acks stay in delivery order.
+        control.write(encode_frame(tap))
+        await control.drain()
+        while (frame := await read_frame(worker.stdout)) is not None:
+            messages, last_tag, prepared = frame
+            pending = Pending(prepared=prepared, acks=[last_tag], messages=messages)
+            # Commit this batch while the next one arrives; acks stay in delivery order.
             previous = asyncio.create_task(
-                _commit_then_ack(collector, channel, pending, stats, previous, tap.name)
+                _commit_then_ack(collector, control, pending, stats, previous, tap.name)
             )
+        code = await worker.wait()
+        raise ConnectionError(
+            f"the tap's worker for {shown_url(tap.url)} stopped (exit status {code})"
+        )
     finally:
         if previous is not None:
             previous.cancel()
+        await _stop(worker)
+
+
+async def _stop(worker: asyncio.subprocess.Process) -> None:
+    """Close the worker's input (it stops consuming and exits); kill it if it lingers."""
+    if worker.returncode is not None:
+        return
+    if worker.stdin is not None:
+        with contextlib.suppress(Exception):
+            worker.stdin.close()
+    try:
+        await asyncio.wait_for(worker.wait(), STOP_TIMEOUT_S)
+    except (TimeoutError, asyncio.CancelledError):
+        worker.kill()
+        with contextlib.suppress(Exception):
+            await worker.wait()
 
 
 async def _commit_then_ack(
     collector: Collector,
-    channel: aiormq.abc.AbstractChannel,
+    control: asyncio.StreamWriter,
     pending: Pending,
     stats: TapStats,
     previous: asyncio.Task[None] | None,
@@ -168,5 +122,9 @@ async def _commit_then_ack(
     ok = await commit(collector, pending, stats, name)
     if previous is not None:
         await previous
-    if ok:
-        await _ack(channel, pending.acks)
+    if ok and pending.acks and pending.acks[-1]:
+        try:
+            control.write(encode_frame(pending.acks[-1]))
+            await control.drain()
+        except (ConnectionError, RuntimeError) as exc:  # the worker is gone: it will be redelivered
+            log.info("tap %s: could not pass an ack to the worker (%s)", name, exc)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from collector.normalize.cloudevents import Decoded
 from collector.normalize.records import RecordBatch
+from collector.store.columns import PreparedBatch
 from collector.store.writer import ClosedError, OverloadedError, StoreError
 
 if TYPE_CHECKING:
@@ -227,6 +228,16 @@ def parse_taps(entries: Any) -> list[TapConfig]:
 _LISTS = {"binding": "bindings", "subject": "subjects", "topic": "topics"}
 
 
+def shown_url(url: str) -> str:
+    """A broker URL fit for logs and messages: its password masked."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
 def tap_from_url(url: str) -> dict[str, Any]:
     """A ``--tap`` URL → a ``taps:`` entry; tap options travel as query parameters.
 
@@ -283,6 +294,7 @@ class Pending:
     """Decoded messages waiting for one commit, with what acknowledges them afterwards."""
 
     batch: RecordBatch = field(default_factory=RecordBatch)
+    prepared: PreparedBatch | None = None  # already in Arrow form (decoded in a worker)
     acks: list[Any] = field(default_factory=list)
     messages: int = 0
     started: float = 0.0
@@ -304,7 +316,7 @@ async def commit(collector: Collector, pending: Pending, stats: TapStats, name: 
     delay = 0.05
     while True:
         try:
-            result = await collector.writer.write(pending.batch)
+            result = await collector.writer.write(pending.prepared or pending.batch)
         except OverloadedError as exc:
             await asyncio.sleep(min(delay, exc.retry_after))
             delay = min(delay * 2, 1.0)

@@ -270,3 +270,31 @@ async def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     assert (await _queue_state(broker["service_queue"]))[0] == total
     ids = _store_rows(c.db, "SELECT count(DISTINCT message_id), count(*) FROM events")
     assert ids == [(total, total)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited
+
+
+async def test_workers_stop_with_the_collector_even_when_it_is_killed(
+    tmp_path: Path, broker: dict[str, Any]
+) -> None:
+    """The tap's worker processes never outlive the collector, however it ends."""
+    for stop in ("SIGTERM", "SIGKILL"):
+        with running_collector(tmp_path, "--tap", _tap_arg(broker)) as c:
+            await _wait_consumer(broker["tap_queue"])
+            children = subprocess.run(
+                ["pgrep", "-P", str(c.proc.pid), "-f", "rabbitmq_worker"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            assert len(children) >= 1, "the tap runs in worker processes"
+            if stop == "SIGKILL":
+                c.proc.kill()
+            else:
+                assert c.stop() == 0
+            wait_for(lambda pids=children: not any(_alive(int(p)) for p in pids), timeout=15)
