@@ -156,7 +156,13 @@ async def test_tap_stores_every_format_once_and_services_still_get_everything(
             message_id="m-1",
             headers={"traceparent": f"00-{TRACE}-{SPAN}-01"},
         ),
-        aio_pika.Message(json.dumps(plain).encode(), message_id="m-1"),  # publisher retry
+        # a publisher retry: the same message again (either of the two tap workers may
+        # commit its copy first)
+        aio_pika.Message(
+            json.dumps(plain).encode(),
+            message_id="m-1",
+            headers={"traceparent": f"00-{TRACE}-{SPAN}-01"},
+        ),
         aio_pika.Message(b'{"orderId": 8}'),  # aiormq gives it a random message id
         aio_pika.Message(b"\x00not json at all"),  # poison
         aio_pika.Message(b'{"pad": "' + b"x" * 70_000 + b'"}', message_id="big"),  # oversized
