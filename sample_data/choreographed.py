@@ -50,7 +50,6 @@ from sample_data.telemetry import SagaClock, Telemetry, otlp_http_exporter
 
 SYSTEM = "choreographed"
 TOPIC = "order-events"
-TRACED = ("checkout", "billing")
 # event type a step publishes when it succeeds / when it fails
 OK = {
     "reserve": "InventoryReserved",
@@ -114,6 +113,8 @@ def draw_plan(rng: random.Random, outcome: str) -> Plan:
 class Bus(Protocol):
     """Where the services publish; it hands each event to ``Shop.deliver`` once per queue."""
 
+    def attach(self, shop: Shop) -> None: ...
+
     def publish(self, event: dict[str, Any]) -> None: ...
 
     def settle(self) -> None: ...
@@ -126,6 +127,9 @@ class LocalBus:
         self.sink = sink
         self.shop: Shop | None = None
         self._pending: deque[tuple[str, dict[str, Any]]] = deque()
+
+    def attach(self, shop: Shop) -> None:
+        self.shop = shop
 
     def publish(self, event: dict[str, Any]) -> None:
         self.sink.publish(event)
@@ -157,8 +161,7 @@ class Shop:
         self.bus = bus
         self._orders: OrderedDict[str, _Order] = OrderedDict()
         self._lock = threading.Lock()
-        if isinstance(bus, LocalBus):
-            bus.shop = self
+        bus.attach(self)
 
     def play(
         self, rng: random.Random, order_id: str, outcome: str, start_ns: int
@@ -397,14 +400,6 @@ class _Reaction:
 def saga_key(order_id: str) -> str:
     """The saga key sagalens derives under DEMO_CONFIG (business key ``order.id``)."""
     return f"order.id:{order_id}"
-
-
-def play_order(
-    telemetry: Telemetry, sink: EventSink, rng: random.Random, order_id: str, outcome: str,
-    start_ns: int,
-) -> tuple[str, Expected]:  # fmt: skip
-    """Play one choreographed order on a ``LocalBus``; return its saga key and ground truth."""
-    return Shop(telemetry, LocalBus(sink)).play(rng, order_id, outcome, start_ns)
 
 
 def run_choreographed(

@@ -119,9 +119,7 @@ class _Service:
         self.name = name
         self.t = telemetry
 
-    def handle(
-        self, method: str, path: str, headers: dict[str, str], call: dict[str, Any]
-    ) -> Reply:
+    def handle(self, method: str, headers: dict[str, str], call: dict[str, Any]) -> Reply:
         step, order_id = call["step"], call["order_id"]
         if SERVICE.get(step) != self.name:
             return 404, {"error": f"{self.name} does not serve {step!r}"}
@@ -210,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             call = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            reply = self.server.service.handle(self.command, self.path, headers, call)
+            reply = self.server.service.handle(self.command, headers, call)
         except (ValueError, KeyError, TypeError) as exc:
             reply = 400, {"error": f"bad request: {exc}"}
         if reply is None:

@@ -43,6 +43,7 @@ def parse_faults(spec: str) -> dict[str, float]:
     """
     weights = dict(OUTCOME_WEIGHTS)
     troubles = [o for o in OUTCOMES if o != "completed"]
+    named: set[str] = set()
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, value = item.partition("=")
         name = name.strip()
@@ -57,9 +58,10 @@ def parse_faults(spec: str) -> dict[str, float]:
         if not 0 <= share <= 1:
             raise ValueError(f"fault rate {item!r}: the share must be between 0 and 1")
         weights[name] = share
+        named.add(name)
     rest = 1 - sum(weights[o] for o in troubles)
     if rest < -1e-9:
-        kept = ", ".join(f"{o}={weights[o]:g}" for o in troubles if f"{o}=" not in spec)
+        kept = ", ".join(f"{o}={weights[o]:g}" for o in troubles if o not in named)
         raise ValueError(
             f"fault rates add up to {1 - rest:.2f}, more than 1"
             + (f" (troubles not named keep their default share: {kept})" if kept else "")

@@ -67,12 +67,11 @@ def declare_tap_queue(url: str, exchange: str, tap_queue: str) -> None:
 
 
 class RabbitBus:
-    """The ``Bus`` of a ``Shop`` on RabbitMQ; ``start`` connects and begins consuming."""
+    """The ``Bus`` of a ``Shop`` on RabbitMQ; once the shop is made, ``start`` connects."""
 
     def __init__(self, url: str = DEFAULT_URL, exchange: str = EXCHANGE) -> None:
         self.url = url
         self.exchange = exchange
-        self.published = 0
         self.delivered = 0
         self.errors = 0
         self._shop: Shop | None = None
@@ -87,9 +86,12 @@ class RabbitBus:
     def queue_name(self, subscription: str) -> str:
         return f"{self.exchange}.{subscription}"
 
-    def start(self, shop: Shop) -> RabbitBus:
-        """Connect, declare the exchange and the services' queues, start consuming."""
+    def attach(self, shop: Shop) -> None:
         self._shop = shop
+
+    def start(self) -> RabbitBus:
+        """Connect, declare the exchange and the services' queues, start consuming."""
+        assert self._shop is not None, "Shop(telemetry, bus) first"
         self._io.start()
         try:
             self._call(self._open())
@@ -159,7 +161,6 @@ class RabbitBus:
                 properties=properties,
             )
         )
-        self.published += 1
 
     def settle(self) -> None:
         """Nothing to do: the services react as the broker delivers."""

@@ -2,8 +2,9 @@
 
 The orchestrated system exports over OTLP/gRPC, the choreographed one over OTLP/HTTP; its
 events travel on RabbitMQ (seen by the collector's tap) when ``amqp_url`` is given, else on
-an in-process bus that posts them to ``POST /v1/events``. Failures (a collector that is not up yet, a refused batch) are logged
-and traffic goes on: the demo must never crash because of its sample data.
+an in-process bus that posts them to ``POST /v1/events``. Failures (a collector that is not
+up yet, a refused batch) are logged and traffic goes on: the demo must never crash because
+of its sample data.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sample_data.choreographed import LocalBus, Shop
 from sample_data.orchestrated import STYLES, OrderServices, play_order_saga
 from sample_data.outcomes import Expected, draw_outcome, run_tag
 from sample_data.publish import BatchPoster
 from sample_data.telemetry import Telemetry, otlp_grpc_exporter, otlp_http_exporter
+
+if TYPE_CHECKING:
+    from sample_data.rabbit import RabbitBus
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,6 @@ class DemoTraffic:
         *,
         seed: int | None = None,
         amqp_url: str = "",
-        exchange: str = "",
         faults: Mapping[str, float] | None = None,
     ) -> None:
         self.collector_url = collector_url.rstrip("/")
@@ -70,10 +73,9 @@ class DemoTraffic:
         self._poster: BatchPoster | None = None
         self._services: OrderServices | None = None
         self._shop: Shop | None = None
-        self._bus: Any = None
+        self._bus: RabbitBus | None = None
         self.amqp_url = amqp_url
         self.faults = faults
-        self.exchange = exchange
 
     @property
     def generated(self) -> int:
@@ -90,11 +92,11 @@ class DemoTraffic:
         )
         self._services = OrderServices(self._orchestrated)
         if self.amqp_url:
-            from sample_data.rabbit import EXCHANGE, RabbitBus
+            from sample_data.rabbit import RabbitBus
 
-            self._bus = RabbitBus(self.amqp_url, self.exchange or EXCHANGE)
+            self._bus = RabbitBus(self.amqp_url)
             self._shop = Shop(self._choreographed, self._bus)
-            self._bus.start(self._shop)
+            self._bus.start()
         else:
             self._poster = BatchPoster(self.collector_url, self.token, timeout=EXPORT_TIMEOUT_S)
             self._shop = Shop(self._choreographed, LocalBus(self._poster))

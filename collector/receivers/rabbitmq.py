@@ -24,19 +24,11 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from collector.receivers.rabbitmq_worker import (
-    WINDOW_BATCHES,
-    decode_incoming,
-    encode_frame,
-    prepare_messages,
-    read_frame,
-)
+from collector.receivers.rabbitmq_worker import encode_frame, read_frame
 from collector.receivers.taps import Pending, TapConfig, TapStats, commit, shown_url
 
 if TYPE_CHECKING:
     from collector.service import Collector
-
-__all__ = ["WINDOW_BATCHES", "decode_incoming", "prepare_messages", "run_rabbitmq_tap"]
 
 log = logging.getLogger("sagalens.taps.rabbitmq")
 

@@ -29,7 +29,7 @@ from collector.store.columns import (
     PreparedBatch,
     prepare_batch,
 )
-from collector.store.schema import MIGRATIONS
+from collector.store.schema import MIGRATIONS, stored_version
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ def migrate(conn: duckdb.DuckDBPyConnection, upto: int | None = None) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, description VARCHAR, applied_ns BIGINT)"
     )
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    current = int(row[0]) if row else 0
+    current = stored_version(conn)
     for version, description, sql in MIGRATIONS:
         if version <= current or (upto is not None and version > upto):
             continue

@@ -89,6 +89,8 @@ class RedactionRules:
 
         A top-level ``redaction`` key is unwrapped; ``defaults: true`` adds the default rules.
         """
+        if not isinstance(d, Mapping):
+            raise ReportError(f"redaction: expected a mapping, got {type(d).__name__}")
         if "redaction" in d and isinstance(d["redaction"], Mapping):
             d = d["redaction"]
         attributes = d.get("attributes") or []

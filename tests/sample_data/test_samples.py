@@ -238,7 +238,7 @@ def test_choreographed_system_on_rabbitmq_seen_through_the_tap(tmp_path: Path) -
         with running_collector(tmp_path, config=str(tmp_path / "shop.yaml")) as collector:
             telemetry = Telemetry(otlp_http_exporter(collector.url), rng=random.Random(9))
             shop = Shop(telemetry, bus)
-            bus.start(shop)
+            bus.start()
             truth = run_choreographed(shop, N_SAGAS, seed=8, start_ns=time.time_ns() - HOUR_NS)
             # the services' own queues got their copies and reacted: orders reached their end
             wait_for(lambda: bus.delivered >= 3 * N_SAGAS, timeout=20)
