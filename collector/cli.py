@@ -40,15 +40,20 @@ def _load_config(path: str) -> dict[str, Any]:
         raise click.ClickException(f"config file {path} must hold a mapping at the top level")
     from collector.analysis.config import ConfigError, SagaConfig
     from collector.receivers.taps import TapConfigError, parse_taps
-    from dashboard.report import RedactionRules, ReportError
 
     try:
         SagaConfig.from_dict(data)
         parse_taps(data.get("taps"))
-        if data.get("redaction") is not None:
-            RedactionRules.from_dict(data["redaction"])
-    except (ConfigError, TapConfigError, ReportError) as exc:
+    except (ConfigError, TapConfigError) as exc:
         raise click.ClickException(f"config file {path}: {exc}") from exc
+    if data.get("redaction") is not None:
+        # the report package is imported only for a file that has redaction rules
+        from dashboard.report import RedactionRules, ReportError
+
+        try:
+            RedactionRules.from_dict(data["redaction"])
+        except ReportError as exc:
+            raise click.ClickException(f"config file {path}: {exc}") from exc
     return data
 
 

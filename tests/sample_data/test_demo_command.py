@@ -79,3 +79,4 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
     text = log.read_text()
     assert f"choreographed system {bus}" in text, text
     assert "Look at:" in text and "Traceback" not in text, text
+    assert "amqp://guest:***@127.0.0.1" in text and "guest:guest@" not in text, text  # no password
