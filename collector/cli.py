@@ -289,31 +289,31 @@ Some sagas are made to fail, to forget or botch a compensation, or to hang. Look
   - Flow: the step-to-step flow learned from the traffic."""
 
 
-def _demo_broker(amqp: str) -> tuple[list[str], str]:
-    """``--tap`` arguments and the AMQP URL for the demo's choreographed system.
+def _demo_broker(amqp: str) -> tuple[str, str]:
+    """The collector's tap URL and the AMQP URL for the demo's choreographed system.
 
     With RabbitMQ reachable at ``amqp``, the shop's services talk over a topic exchange and
     the collector watches it through a tap; otherwise they use an in-process bus.
     """
     if not amqp:
         click.echo("demo: choreographed system on an in-process bus (--amqp is empty)")
-        return [], ""
+        return "", ""
     from collector.receivers.taps import shown_url
     from sample_data.rabbit import EXCHANGE, declare_tap_queue, reachable
 
     shown = shown_url(amqp)
     if not reachable(amqp):
         click.echo(f"demo: no RabbitMQ at {shown}; choreographed system on an in-process bus")
-        return [], ""
+        return "", ""
     tap_queue = f"sagalens.tap.{EXCHANGE}"
     try:
         declare_tap_queue(amqp, EXCHANGE, tap_queue)
     except Exception as exc:
         click.echo(f"demo: RabbitMQ at {shown} refused the demo ({exc}); using an in-process bus")
-        return [], ""
+        return "", ""
     click.echo(f"demo: choreographed system on RabbitMQ at {shown}, exchange {EXCHANGE}, tapped")
     query = urlencode({"exchange": EXCHANGE, "queue": tap_queue, "durable": "false"})
-    return ["--tap", f"{amqp}{'&' if '?' in amqp else '?'}{query}"], amqp
+    return f"{amqp}{'&' if '?' in amqp else '?'}{query}", amqp
 
 
 def _run_up(opts: dict[str, Any], demo: bool) -> None:
@@ -338,11 +338,12 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
     cmd += ["--max-body", str(opts["max_body"]), "--max-queue-rows", str(opts["max_queue_rows"])]
     if not opts["analysis"]:
         cmd.append("--no-analysis")
+    env = dict(os.environ, SAGALENS_TOKEN=token)
     amqp = ""
     if demo:
-        tap_args, amqp = _demo_broker(opts["amqp"])
-        cmd += tap_args
-    env = dict(os.environ, SAGALENS_TOKEN=token)
+        tap, amqp = _demo_broker(opts["amqp"])
+        # through the environment, like the token, so the broker password stays out of `ps`
+        env["SAGALENS_TAP"] = " ".join(filter(None, (os.environ.get("SAGALENS_TAP", ""), tap)))
     procs: list[Any] = []
     # Own sessions: Ctrl-C reaches only this process, which stops the demo traffic first and
     # then the children in order, so nothing in flight is lost.
@@ -355,6 +356,9 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, _stop)
+    # Ctrl-C stops everything, even when started from a shell that ignores SIGINT for
+    # background jobs
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     traffic = None
     try:
         _wait_healthy(url, collector)

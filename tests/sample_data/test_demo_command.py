@@ -50,6 +50,10 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # as a shell starts a background job: SIGINT ignored; Ctrl-C must still stop it
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+            if bus != "on RabbitMQ"
+            else None,
         )
     api = f"http://127.0.0.1:{http_port}/api/v1/sagas"
 
@@ -66,6 +70,14 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
         # Orchestrated sagas (saga.* and Temporal-style) and choreographed ones (business key).
         seen = wait_for(lambda: len(rules()) >= 3 and rules(), timeout=60, interval=1)
         assert "saga.id" in seen
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid), "-f", "collector.cli collector"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(children) == 1, children
+        cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes()
+        assert b"guest:guest@" not in cmdline  # the tap reaches the collector by environment
         if bus == "on RabbitMQ":  # the choreographed events reached sagalens through the tap
             rows = httpx.get(api, params={"type": "OrderFulfillment"}, timeout=5).json()["sagas"]
             detail = httpx.get(f"{api}/{rows[0]['saga_key']}", timeout=5).json()
@@ -74,7 +86,12 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
         assert page.status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # leave nothing running behind a failed test
+            proc.wait(timeout=60)
+            raise
     assert code == 0, log.read_text()
     text = log.read_text()
     assert f"choreographed system {bus}" in text, text
