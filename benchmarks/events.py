@@ -65,12 +65,17 @@ def _events_stored(url: str) -> int:
     return int(httpx.get(url + "/api/v1/stats", timeout=30).json()["counts"]["events"])
 
 
-def _wait_events(url: str, n: int, timeout: float = 300) -> None:
+def _wait_events(url: str, n: int, timeout: float = 300) -> tuple[float, int]:
+    """Wait until ``n`` events are stored; return when the first ones were seen, and how many."""
     deadline = time.monotonic() + timeout
-    while _events_stored(url) < n:
+    first: tuple[float, int] | None = None
+    while (stored := _events_stored(url)) < n:
+        if stored and first is None:
+            first = (time.perf_counter(), stored)
         if time.monotonic() > deadline:
             raise SystemExit(f"only {_events_stored(url)} of {n} events arrived")
         time.sleep(0.25)  # polling is not free: each poll counts every table
+    return first or (time.perf_counter(), stored)
 
 
 def bench_http(url: str, n: int, batch: int, prefix: str) -> float:
@@ -197,8 +202,11 @@ async def main() -> None:
         )
         try:
             started = time.perf_counter()
-            await asyncio.to_thread(_wait_events, url, n)
-            drain_rate = n / (time.perf_counter() - started)
+            first_seen, first_count = await asyncio.to_thread(_wait_events, url, n)
+            ended = time.perf_counter()
+            drain_rate = n / (ended - started)
+            # Once the tap's workers run: from the first stored events to the last.
+            steady_rate = (n - first_count) / max(ended - first_seen, 1e-9)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -216,10 +224,12 @@ async def main() -> None:
     print(f"{'RabbitMQ publish, confirms on (reference)':<44}{broker_confirmed:>12,.0f}")
     print(f"{'publish into the tapped exchange (live)':<44}{publish_rate:>12,.0f}")
     print(f"{'RabbitMQ tap live, publish start -> stored':<44}{live_rate:>12,.0f}")
-    print(f"{'RabbitMQ tap draining a backlog':<44}{drain_rate:>12,.0f}")
+    print(f"{'RabbitMQ tap draining a backlog, from start':<44}{drain_rate:>12,.0f}")
+    print(f"{'  the same, once consuming (first stored on)':<44}{steady_rate:>12,.0f}")
     print(
         f"target: {target:,.0f}/s (20,000 or the broker's own rate if lower): "
-        f"{'met' if drain_rate >= target else 'NOT met'}"
+        f"{'met' if steady_rate >= target else 'NOT met'} once consuming, "
+        f"{'met' if drain_rate >= target else 'NOT met'} counting the tap's start"
     )
 
 

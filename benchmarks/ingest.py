@@ -6,12 +6,14 @@ machine's pipeline limit on the same batches: decode alone, and bulk insert alon
 DuckDB; limit = 1 / (1/decode_rate + 1/insert_rate).
 
     python benchmarks/ingest.py [--seconds 20] [--senders 8] [--no-analysis]
+                                [--decode-processes N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import struct
@@ -142,7 +144,12 @@ class RssWatch(threading.Thread):
     def run(self) -> None:
         while self.running:
             try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
+                # The collector and its helper processes (OTLP decoders, tap workers).
+                rss = self.proc.memory_info().rss
+                for child in self.proc.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        rss += child.memory_info().rss
+                self.peak = max(self.peak, rss)
             except psutil.Error:
                 return
             time.sleep(0.05)
@@ -228,6 +235,7 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=8)
     ap.add_argument("--overload-senders", type=int, default=48)
     ap.add_argument("--no-analysis", action="store_true")
+    ap.add_argument("--decode-processes", type=int, default=0)
     args = ap.parse_args()
 
     print(f"building requests ({SPANS_PER_REQUEST} spans x ~10 attributes each)...", flush=True)
@@ -239,6 +247,7 @@ def main() -> None:
     limit = 1 / (1 / decode_rate + 1 / insert_rate)
 
     extra = ["--no-analysis"] if args.no_analysis else []
+    extra += ["--decode-processes", str(args.decode_processes)]
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = run_collector(tmp, extra)
         watch = RssWatch(proc.pid)
@@ -272,18 +281,21 @@ def main() -> None:
         ("ratio to pipeline limit", f"{sustained['spans_per_s'] / limit:.2f}", ">= 0.5"),
         ("request latency p50 (ms)", f"{sustained['p50_ms']:.1f}", ""),
         ("request latency p99 (ms)", f"{sustained['p99_ms']:.1f}", ""),
-        ("peak RSS, sustained (MB)", f"{steady_peak / mib:.0f}", ""),
+        ("peak RSS incl. helpers, sustained (MB)", f"{steady_peak / mib:.0f}", ""),
         (
             f"overload: {args.overload_senders} senders, acked spans/s",
             f"{overload['spans_per_s']:,.0f}",
             "",
         ),
         ("overload: requests refused with 503", f"{overload['refused']:.0f}", ""),
-        ("peak RSS incl. overload (MB)", f"{watch.peak / mib:.0f}", "< 400"),
+        ("peak RSS incl. helpers and overload (MB)", f"{watch.peak / mib:.0f}", "< 400"),
     ]
     for name, value, target in rows:
         print(f"{name:<44}{value:>14}   {target}")
-    print(f"analysis during ingest: {'off' if args.no_analysis else 'on'}")
+    print(
+        f"analysis during ingest: {'off' if args.no_analysis else 'on'}; "
+        f"decode processes: {args.decode_processes}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import click
 
 from collector.client import SourceError, open_source
-from collector.service import DEFAULT_MAX_BODY, Settings
+from collector.service import DEFAULT_DECODE_PROCESSES, DEFAULT_MAX_BODY, Settings
 
 if TYPE_CHECKING:
     from dashboard.report import ReportMeta
@@ -173,6 +173,15 @@ def _collector_options(fn: Any) -> Any:
     "&binding=#  nats://host:4222?subject=orders.>  kafka://host:9092?topic=orders",
 )
 @click.option(
+    "--decode-processes",
+    envvar="SAGALENS_DECODE_PROCESSES",
+    type=click.IntRange(min=0),
+    default=DEFAULT_DECODE_PROCESSES,
+    show_default=True,
+    help="Worker processes that decode OTLP and large CloudEvents bodies (0: decode in "
+    "threads of the collector's own process).",
+)
+@click.option(
     "--sweep-interval",
     envvar="SAGALENS_SWEEP_INTERVAL",
     type=float,
@@ -181,6 +190,7 @@ def _collector_options(fn: Any) -> Any:
     help="Seconds between stall sweeps over open sagas.",
 )
 def collector_cmd(
+    decode_processes: int,
     sweep_interval: float,
     db: str,
     host: str,
@@ -201,6 +211,7 @@ def collector_cmd(
         db, host, http_port, grpc_port, config, token, max_body, max_queue_rows, analysis
     )
     settings.sweep_interval_s = sweep_interval
+    settings.decode_processes = decode_processes
     try:
         settings.taps = [*(settings.config.pop("taps", None) or []), *map(tap_from_url, taps)]
     except TapConfigError as exc:

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from collector.analysis.classify import MIN_LEARNED_THRESHOLD_NS
 from collector.analysis.config import SagaConfig
 from collector.analysis.identity import identity_keys
 from collector.analysis.model import AnalysisResult, Saga, Step
-from collector.analysis.stats import LearnedStats, learn_stats
+from collector.analysis.stats import TERMINAL_SHARE, LearnedStats, TransitionStats
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.store.columns import to_json
 from collector.store.records_io import load_events, load_logs, load_spans
@@ -273,31 +274,58 @@ def analyze_working(
     return analyze(work.spans, work.logs, work.events, config, now_ns, learned)
 
 
-def learn_from_store(conn: duckdb.DuckDBPyConnection, recent_sagas: int = 20_000) -> LearnedStats:
-    """Learn step-transition percentiles and terminal steps from the most recent sagas."""
-    rows = conn.execute(
-        "WITH recent AS (SELECT saga_key, saga_type FROM sagas "
-        "ORDER BY last_progress_ns DESC LIMIT ?) "
-        "SELECT s.saga_key, s.seq, s.name, s.step_type, s.service, s.start_ns, s.end_ns, "
-        "s.outcome, s.attempts, r.saga_type FROM steps s JOIN recent r USING (saga_key)",
-        [recent_sagas],
-    ).fetchall()
-    types = {r[0]: r[9] for r in rows}
-    steps = [
-        Step(
-            saga_key=r[0],
-            seq=r[1],
-            name=r[2],
-            step_type=r[3],
-            service=r[4],
-            start_ns=r[5],
-            end_ns=r[6],
-            outcome=r[7],
-            attempts=r[8],
-        )
-        for r in rows
-    ]
-    return learn_stats(steps, types)
+_LEARN_SQL = """
+WITH recent AS (
+    SELECT saga_key, coalesce(saga_type, '') AS saga_type FROM sagas
+    ORDER BY last_progress_ns DESC LIMIT ?
+), forward AS (
+    SELECT s.saga_key, r.saga_type, s.name, s.end_ns,
+           lead(s.name) OVER w AS next_name, lead(s.end_ns) OVER w AS next_end,
+           row_number() OVER (PARTITION BY s.saga_key ORDER BY s.seq DESC) = 1 AS is_last
+    FROM steps s JOIN recent r USING (saga_key)
+    WHERE s.step_type <> 'compensation' AND s.outcome = 'ok' AND s.end_ns > 0
+    WINDOW w AS (PARTITION BY s.saga_key ORDER BY s.seq)
+), gaps AS (
+    SELECT saga_type, name || '->' || next_name AS key, greatest(0, next_end - end_ns) AS gap
+    FROM forward WHERE next_name IS NOT NULL
+    UNION ALL
+    SELECT saga_type, name || '->*', greatest(0, next_end - end_ns)
+    FROM forward WHERE next_name IS NOT NULL
+), ranked AS (
+    SELECT saga_type, key, gap,
+           row_number() OVER (PARTITION BY saga_type, key ORDER BY gap) AS rank,
+           count(*) OVER (PARTITION BY saga_type, key) AS samples
+    FROM gaps
+)
+SELECT 'transition', saga_type, key, samples, gap FROM ranked
+WHERE rank = greatest(1, (99 * samples + 99) // 100)
+UNION ALL
+SELECT 'step', saga_type, name, count(DISTINCT saga_key),
+       count(DISTINCT saga_key) FILTER (WHERE is_last)
+FROM forward GROUP BY saga_type, name
+"""
+
+
+def learn_from_store(
+    conn: duckdb.DuckDBPyConnection, recent_sagas: int = 20_000, min_terminal_samples: int = 20
+) -> LearnedStats:
+    """Learn step-transition percentiles and terminal steps from the most recent sagas.
+
+    The same statistics as :func:`learn_stats` (nearest-rank p99 of the gaps between
+    consecutive completed forward steps; a step is terminal when it ends enough of the
+    sagas it appears in), computed inside DuckDB: the sweep runs this every few seconds
+    and must not pull a few hundred thousand steps into Python to count them.
+    """
+    stats = LearnedStats()
+    lasts: dict[str, set[str]] = {}
+    for kind, saga_type, key, count, value in conn.execute(_LEARN_SQL, [recent_sagas]).fetchall():
+        if kind == "transition":
+            per_type = stats.transitions.setdefault(saga_type, {})
+            per_type[key] = TransitionStats(int(count), int(value))
+        elif value >= min_terminal_samples and value >= TERMINAL_SHARE * count:
+            lasts.setdefault(saga_type, set()).add(key)
+    stats.terminal_steps = {t: frozenset(names) for t, names in lasts.items()}
+    return stats
 
 
 def data_now(conn: duckdb.DuckDBPyConnection) -> int:
@@ -350,6 +378,25 @@ def _take(items: set[str], limit: int) -> set[str]:
     return taken
 
 
+def earliest_stall_ns(config: SagaConfig) -> int:
+    """The shortest time without progress after which any saga can count as stalled."""
+    timeouts = [
+        step.timeout_ns for d in config.sagas.values() for step in d.steps if step.timeout_ns
+    ]
+    return min([MIN_LEARNED_THRESHOLD_NS, config.stall_after_ns, *timeouts])
+
+
+# Sagas the sweep re-evaluates: running ones idle long enough to have stalled since, and
+# stalled ones whose "no progress for ..." has grown by a tenth since it was last written
+# (an hour-old stall is refreshed every six minutes, not on every sweep).
+_DUE = (
+    "(s.status = 'running' AND s.last_progress_ns <= $idle_since) OR (s.status = 'stalled' "
+    "AND ($now - s.updated_ns) * 10 >= ($now - s.last_progress_ns))"
+)
+_DUE_TRACES = f"SELECT t.trace_id FROM saga_traces t JOIN sagas s USING (saga_key) WHERE {_DUE}"
+_DUE_EVENTS = f"SELECT e.event_key FROM saga_events e JOIN sagas s USING (saga_key) WHERE {_DUE}"
+
+
 class AnalysisRunner:
     """Background thread: incremental analysis after commits, plus a periodic stall sweep."""
 
@@ -370,7 +417,7 @@ class AnalysisRunner:
         self.runs = 0
         self.last_sweep = 0.0
         self.learned: LearnedStats | None = None
-        self.max_pass_records = 2_000
+        self.max_pass_records = 250
 
     @property
     def backlog(self) -> int:
@@ -429,17 +476,13 @@ class AnalysisRunner:
     def sweep(self) -> None:
         """Re-evaluate open sagas against the clock so stalls surface without new records."""
         self.last_sweep = time.monotonic()
+        now = self.clock()
+        due = {"idle_since": now - earliest_stall_ns(self.config), "now": now}
         cur = self.collector.writer.cursor()
         try:
             self.learned = learn_from_store(cur)
-            rows = cur.execute(
-                "SELECT t.trace_id FROM saga_traces t JOIN sagas s USING (saga_key) "
-                "WHERE s.status IN ('running', 'stalled')"
-            ).fetchall()
-            events = cur.execute(
-                "SELECT e.event_key FROM saga_events e JOIN sagas s USING (saga_key) "
-                "WHERE s.status IN ('running', 'stalled')"
-            ).fetchall()
+            rows = cur.execute(_DUE_TRACES, due).fetchall()
+            events = cur.execute(_DUE_EVENTS, due).fetchall()
         finally:
             cur.close()
         # In bounded passes, like new records: a million open sagas must not load at once.

@@ -8,7 +8,6 @@ rejection is also recorded in the ``rejections`` table.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -95,7 +94,7 @@ async def receive(collector: Collector, request: Request) -> Response:
             decoded, prepared = _decode(headers, body, received_ns)
         else:
             async with collector.decode_slots:
-                decoded, prepared = await asyncio.to_thread(_decode, headers, body, received_ns)
+                decoded, prepared = await collector.decode(_decode, headers, body, received_ns)
     except EventDecodeError as exc:
         status = 415 if str(exc).startswith("unsupported event format") else 400
         collector.count_request(PATH, status)

@@ -7,7 +7,6 @@ generic deserialization failure.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +54,7 @@ async def _export(
         return 0, ""
     async with collector.decode_slots:
         try:
-            prepared, message = await asyncio.to_thread(decode_prepared, decode, data)
+            prepared, message = await collector.decode(decode_prepared, decode, data)
         except otlp.DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP request: {exc}")
     try:

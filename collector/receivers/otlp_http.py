@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -116,7 +115,7 @@ async def export(collector: Collector, request: Request, kind: str) -> Response:
         return _success(kind, 0, "", as_json)
     async with collector.decode_slots:
         try:
-            prepared, message = await asyncio.to_thread(
+            prepared, message = await collector.decode(
                 decode_prepared, DECODERS[(kind, as_json)], body
             )
         except otlp.DecodeError as exc:

@@ -8,7 +8,7 @@ their own queues untouched. Messages are collected up to ``batch_size`` or
 broker keeps delivering while earlier batches commit.
 
 Consuming and decoding run in a worker process of the tap's own
-(``collector.receivers.rabbitmq_worker``), which speaks AMQP through aiormq and hands over
+(``collector.receivers.rabbitmq_worker``), which speaks AMQP through pika and hands over
 each batch as Arrow tables; this side commits the batches in order and tells the worker
 what to acknowledge. When the broker connection drops the worker exits, the tap stops
 with an error and its supervisor starts it again, which re-declares the queue; messages

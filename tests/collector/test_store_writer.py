@@ -1,0 +1,126 @@
+"""The writer's group commit: many requests in one transaction, each told what it stored."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.normalize.records import (
+    EventRecord,
+    LogRecord,
+    RecordBatch,
+    Rejection,
+    SpanRecord,
+    finalize_event_key,
+    finalize_log_id,
+)
+from collector.store.writer import Writer, WriteResult
+
+
+def spans(trace: int, count: int, first: int = 1) -> list[SpanRecord]:
+    return [
+        SpanRecord(
+            trace_id=f"{trace:032x}",
+            span_id=f"{i:016x}",
+            name=f"step-{i}",
+            start_ns=1_000 + i,
+            end_ns=2_000 + i,
+            attributes={"saga.id": f"order-{trace}", "n": i},
+        )
+        for i in range(first, first + count)
+    ]
+
+
+def event(number: int) -> EventRecord:
+    return finalize_event_key(
+        EventRecord(id=f"e-{number}", source="/shop", type="OrderPlaced", transport="http")
+    )
+
+
+def log(number: int) -> LogRecord:
+    return finalize_log_id(LogRecord(time_ns=5_000 + number, body=f"line {number}"))
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[Writer]:
+    w = Writer(str(tmp_path / "w.duckdb")).start()
+    yield w
+    w.close()
+
+
+def commit_together(writer: Writer, batches: list[RecordBatch]) -> list[WriteResult]:
+    """Submit all batches while the writer thread is held, so they form one commit group."""
+    release = threading.Event()
+    held = writer.run(lambda conn: release.wait(10))
+    futures = [writer.submit(b) for b in batches]
+    commits = writer.stats.commits
+    release.set()
+    held.result(10)
+    results = [f.result(10) for f in futures]
+    assert writer.stats.commits == commits + 1, "the batches were not committed as one group"
+    return results
+
+
+def count(writer: Writer, sql: str) -> int:
+    row = writer.cursor().execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_distinct_requests_in_one_group_are_each_stored(writer: Writer) -> None:
+    batches = [
+        RecordBatch(spans=spans(1, 5)),
+        RecordBatch(spans=spans(2, 3), logs=[log(1), log(2)]),
+        RecordBatch(events=[event(1), event(2), event(3)], logs=[log(3)]),
+    ]
+    results = commit_together(writer, batches)
+    assert [(r.stored, r.duplicates) for r in results] == [(5, 0), (5, 0), (4, 0)]
+    assert count(writer, "SELECT count(*) FROM spans") == 8
+    assert count(writer, "SELECT count(*) FROM logs") == 3
+    assert count(writer, "SELECT count(*) FROM events") == 3
+    assert count(writer, "SELECT count(DISTINCT ingested_ns) FROM spans") == 1
+
+
+def test_a_retry_racing_its_original_in_one_group_stores_one_copy(writer: Writer) -> None:
+    original = RecordBatch(spans=spans(7, 4), events=[event(1)])
+    retry = RecordBatch(spans=spans(7, 6), events=[event(1), event(2)])  # 4 old + 2 new spans
+    results = commit_together(writer, [original, retry])
+    assert [(r.stored, r.duplicates) for r in results] == [(5, 0), (3, 5)]
+    assert count(writer, "SELECT count(*) FROM spans") == 6
+    assert count(writer, "SELECT count(*) FROM events") == 2
+
+
+def test_rows_stored_by_an_earlier_commit_are_counted_for_the_right_request(
+    writer: Writer,
+) -> None:
+    earlier = writer.write_blocking(RecordBatch(spans=spans(3, 2), logs=[log(1)]))
+    assert (earlier.stored, earlier.duplicates) == (3, 0)
+    results = commit_together(
+        writer,
+        [
+            RecordBatch(spans=spans(4, 3)),
+            RecordBatch(spans=spans(3, 5), logs=[log(1), log(2)]),  # 2 spans, 1 log seen
+            RecordBatch(events=[event(9)]),
+        ],
+    )
+    assert [(r.stored, r.duplicates) for r in results] == [(3, 0), (4, 3), (1, 0)]
+    assert count(writer, "SELECT count(*) FROM spans") == 8
+    assert count(writer, "SELECT count(*) FROM logs") == 2
+    stats = writer.stats
+    assert (stats.stored, stats.duplicates) == (11, 3)
+
+
+def test_rejections_of_every_request_in_a_group_are_kept(writer: Writer) -> None:
+    results = commit_together(
+        writer,
+        [
+            RecordBatch(spans=spans(5, 1), rejections=[Rejection("otlp-http", "bad id", "x")]),
+            RecordBatch(rejections=[Rejection("amqp:orders", "not JSON", "y")]),
+        ],
+    )
+    assert [(r.stored, r.rejected) for r in results] == [(1, 1), (0, 1)]
+    rows = writer.cursor().execute("SELECT source, reason FROM rejections ORDER BY 1").fetchall()
+    assert rows == [("amqp:orders", "not JSON"), ("otlp-http", "bad id")]
