@@ -29,6 +29,8 @@ CHROMIUM_ARGS = [
 
 pytestmark = pytest.mark.browser
 
+_UP_LOG: list[Path] = []  # the running `sagalens up`'s output, shown when a download fails
+
 
 def _require_browser() -> None:
     if Path(CHROMIUM).exists():
@@ -53,6 +55,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     )
     http, grpc, port = free_port(), free_port(), free_port()
     log = open(tmp / "up.log", "wb")  # noqa: SIM115 - lives as long as the process
+    _UP_LOG[:] = [tmp / "up.log"]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -151,6 +154,7 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
 
 def _download(dashboard: str, path: str, ready: str, button: str) -> bytes:
     """Open a page, wait for ``ready``, click the download ``button`` and return the file."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as pw:
@@ -159,8 +163,19 @@ def _download(dashboard: str, path: str, ready: str, button: str) -> bytes:
         try:
             page.goto(dashboard + path)
             expect(page.get_by_text(ready).first).to_be_visible(timeout=15_000)
-            with page.expect_download(timeout=30_000) as download:
-                page.get_by_role("button", name=button).click()
+            # Click once the page's script run has finished, as a person does: a click that
+            # lands while a rerun replaces the button is lost.
+            idle = page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")
+            expect(idle).to_have_count(1, timeout=15_000)
+            try:
+                with page.expect_download(timeout=30_000) as download:
+                    page.get_by_role("button", name=button).click()
+            except PlaywrightTimeout as e:
+                shown = page.locator("[data-testid='stException'], [data-testid='stToast']")
+                log = _UP_LOG[0].read_text(errors="replace")[-4000:] if _UP_LOG else ""
+                raise AssertionError(
+                    f"no download; the page shows {shown.all_inner_texts()!r}; log:\n{log}"
+                ) from e
             return Path(download.value.path()).read_bytes()
         finally:
             browser.close()
