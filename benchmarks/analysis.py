@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb
 
-from benchmarks.ingest import drive, make_requests, run_collector
+from benchmarks.ingest import analysis_health, drive, make_requests, run_collector
 from collector.analysis.config import SagaConfig
 from collector.analysis.core import analyze
 from collector.normalize.records import RecordBatch
@@ -76,14 +76,15 @@ def time_rebuild(path: str, config: SagaConfig) -> dict[str, float]:
     }
 
 
-def ingest_rate(analysis: bool, seconds: float) -> float:
+def ingest_rate(analysis: bool, seconds: float) -> tuple[float, dict[str, float]]:
     requests = make_requests(int(seconds * 60_000 / 512) + 20, offset=30_000_000 + analysis)
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = run_collector(tmp, [] if analysis else ["--no-analysis"])
         result = asyncio.run(drive(url + "/v1/traces", requests, 8, seconds))
+        health = analysis_health(url)
         proc.terminate()
         proc.wait(timeout=120)
-    return result["spans_per_s"]
+    return result["spans_per_s"], health
 
 
 def main() -> None:
@@ -100,8 +101,8 @@ def main() -> None:
             f"stored {stored:,} records for {args.sagas:,} sagas in {time.perf_counter() - t:.1f}s"
         )
         rebuild = time_rebuild(path, config)
-    off = ingest_rate(False, args.seconds)
-    on = ingest_rate(True, args.seconds)
+    off, _ = ingest_rate(False, args.seconds)
+    on, health = ingest_rate(True, args.seconds)
     print()
     print(f"{'measure':<46}{'value':>12}   target")
     rows = [
@@ -119,6 +120,12 @@ def main() -> None:
     ]
     for name, value, target in rows:
         print(f"{name:<46}{value:>12}   {target}")
+    print(
+        f"incremental run: {health['sagas']:,.0f} sagas materialized, "
+        f"{health['backlog']:,.0f} traces still waiting, {health['failures']:.0f} failed passes"
+    )
+    if health["failures"]:
+        raise SystemExit("analysis passes failed: see the collector's log")
 
 
 if __name__ == "__main__":

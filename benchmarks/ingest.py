@@ -36,10 +36,15 @@ from collector.store.writer import Writer
 
 SPANS_PER_REQUEST = 512
 MAGIC = b"\xab\xcd\xef\x01\x23\x45\x67\x89\x9a\xbc\xde\xf0"  # replaced per request
+MAGIC_TEXT = MAGIC.hex().encode()  # the same, in saga and order ids
 
 
 def template_request() -> bytes:
-    """One realistic request; its trace ids start with MAGIC so copies can be made unique."""
+    """One realistic request; its trace ids start with MAGIC so copies can be made unique.
+
+    Saga and order ids carry MAGIC's hex text for the same reason: each request holds its
+    own sagas, as real traffic does, instead of adding to the same 32 sagas forever.
+    """
     rng = random.Random(7)
     req = ExportTraceServiceRequest()
     services = ["orders", "payments", "inventory", "shipping"]
@@ -72,13 +77,13 @@ def template_request() -> bytes:
             span.start_time_unix_nano = 1_700_000_000_000_000_000 + j * 1_000_000
             span.end_time_unix_nano = span.start_time_unix_nano + rng.randint(1, 50) * 1_000_000
             attrs = {
-                "saga.id": f"order-{saga}",
+                "saga.id": f"order-{MAGIC.hex()}-{saga}",
                 "saga.name": "OrderSaga",
                 "saga.step": span.name,
                 "http.request.method": "POST",
                 "http.route": f"/api/{span.name}",
                 "http.response.status_code": 200,
-                "order.id": f"{saga:08d}",
+                "order.id": f"{MAGIC.hex()}{saga:08d}",
                 "customer.tier": rng.choice(["gold", "silver", "bronze"]),
                 "amount": round(rng.uniform(1, 500), 2),
                 "retry": False,
@@ -99,10 +104,11 @@ def template_request() -> bytes:
 
 def make_requests(count: int, offset: int = 0) -> list[bytes]:
     template = template_request()
-    return [
-        template.replace(MAGIC, struct.pack(">Q", offset + i) + b"\x5a\x5a\x5a\x5a")
-        for i in range(count)
-    ]
+    requests = []
+    for i in range(count):
+        unique = struct.pack(">Q", offset + i) + b"\x5a\x5a\x5a\x5a"
+        requests.append(template.replace(MAGIC, unique).replace(MAGIC_TEXT, unique.hex().encode()))
+    return requests
 
 
 def measure_decode(requests: list[bytes]) -> float:
@@ -200,6 +206,20 @@ async def drive(url: str, requests: list[bytes], senders: int, seconds: float) -
     }
 
 
+def analysis_health(url: str) -> dict[str, float]:
+    """What the collector's analysis made of the run: sagas stored, passes failed, backlog."""
+    metrics = {}
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("sagalens_analysis_"):
+            metrics[name] = float(value)
+    return {
+        "sagas": httpx.get(url + "/api/v1/sagas", params={"limit": 1}, timeout=30).json()["total"],
+        "failures": metrics.get("sagalens_analysis_failures_total", 0.0),
+        "backlog": metrics.get("sagalens_analysis_dirty", 0.0),
+    }
+
+
 def run_collector(tmp: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     port, grpc_port = free_port(), free_port()
     proc = subprocess.Popen(
@@ -254,6 +274,7 @@ def main() -> None:
         watch.start()
         sustained = asyncio.run(drive(url + "/v1/traces", requests, args.senders, args.seconds))
         steady_peak = watch.peak
+        health = analysis_health(url)
         overload = asyncio.run(
             drive(
                 url + "/v1/traces",
@@ -296,6 +317,14 @@ def main() -> None:
         f"analysis during ingest: {'off' if args.no_analysis else 'on'}; "
         f"decode processes: {args.decode_processes}"
     )
+    if not args.no_analysis:
+        print(
+            f"after the sustained run: {health['sagas']:,.0f} sagas materialized, "
+            f"{health['backlog']:,.0f} traces still waiting, "
+            f"{health['failures']:.0f} failed analysis passes"
+        )
+        if health["failures"]:
+            raise SystemExit("analysis passes failed: see the collector's log")
 
 
 if __name__ == "__main__":

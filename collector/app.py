@@ -57,6 +57,11 @@ class _Metrics(MetricsSource):
         yield CounterMetricFamily(
             "sagalens_analysis_runs", "Incremental analysis passes", value=runner.runs
         )
+        yield CounterMetricFamily(
+            "sagalens_analysis_failures",
+            "Analysis passes that failed (the log says why)",
+            value=runner.failures,
+        )
         requests = CounterMetricFamily(
             "sagalens_http_requests",
             "HTTP ingest requests by path and status",

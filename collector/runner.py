@@ -415,6 +415,7 @@ class AnalysisRunner:
         self._idle = threading.Event()
         self._idle.set()
         self.runs = 0
+        self.failures = 0
         self.last_sweep = 0.0
         self.learned: LearnedStats | None = None
         self.max_pass_records = 250
@@ -454,10 +455,12 @@ class AnalysisRunner:
                 if time.monotonic() - self.last_sweep >= settings.sweep_interval_s:
                     self.sweep()
             except Exception:
+                self.failures += 1
                 log.exception("analysis pass failed")
         try:
             self.run_once()
         except Exception:
+            self.failures += 1
             log.exception("final analysis pass failed")
 
     def run_once(self) -> None:

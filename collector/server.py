@@ -12,7 +12,7 @@ import uvicorn
 
 from collector.app import build_app
 from collector.receivers.otlp_grpc import build_grpc_server
-from collector.service import Collector, Settings
+from collector.service import Collector, Settings, without_pandas
 
 log = logging.getLogger("sagalens")
 
@@ -121,4 +121,5 @@ def record_start(conn: Any, settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
+    without_pandas()
     asyncio.run(serve(settings))

@@ -23,30 +23,30 @@ def _refs(*groups: list[str]) -> list[str]:
 def detect_findings(
     saga_key: str, occs: list[Occurrence], v: Verdict, now_ns: int
 ) -> list[Finding]:
-    """Every finding of one classified saga, sorted by kind then subject."""
-    found: list[Finding] = []
+    """Every finding of one classified saga, sorted by kind then subject.
+
+    A kind and subject make one finding: when a detector reports the same one again (a
+    compensation that ran without cause in three services), its evidence joins the first
+    report and ``details["reports"]`` counts them.
+    """
+    found: dict[str, Finding] = {}
 
     def add(
         kind: str, severity: str, step: str, text: str, evidence: list[str], **details: object
     ) -> None:
-        found.append(
-            Finding(
-                finding_id(saga_key, kind, step),
-                saga_key,
-                kind,
-                severity,
-                step,
-                text,
-                evidence,
-                now_ns,
-                dict(details),
-            )
+        fid = finding_id(saga_key, kind, step)
+        same = found.get(fid)
+        if same is not None:
+            same.evidence = _refs(same.evidence, evidence)
+            same.details["reports"] = int(same.details.get("reports", 1)) + 1
+            return
+        found[fid] = Finding(
+            fid, saga_key, kind, severity, step, text, evidence, now_ns, dict(details)
         )
 
     for detector in DETECTORS:
         detector(occs, v, add)
-    found.sort(key=lambda f: (f.kind, f.step))
-    return found
+    return sorted(found.values(), key=lambda f: (f.kind, f.step))
 
 
 _Add = Callable[..., None]

@@ -385,6 +385,9 @@ def _str(value: Any, field: str) -> str:
     raise _ItemError(f"{field} must be a string, got {_type_name(value)}")
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _int(value: Any, field: str) -> int:
     # Protobuf JSON writes 64-bit integers as strings; accept numbers as well.
     kind = type(value)
@@ -456,7 +459,10 @@ def _any(value: Any) -> Any:
         if kind == _STRING:
             return _str(inner, "stringValue")
         if kind == _INT:
-            return _int(inner, "intValue")
+            number = _int(inner, "intValue")
+            if not _INT64_MIN <= number <= _INT64_MAX:
+                raise _ItemError(f"intValue must fit in 64 bits, got {inner!r}")
+            return number
         if kind == _BOOL:
             if type(inner) is bool:
                 return inner

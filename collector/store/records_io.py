@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import duckdb
 
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
-from collector.store.columns import EVENT_COLUMNS, LOG_COLUMNS, SPAN_COLUMNS
-
-_loads = json.loads
+from collector.store.columns import EVENT_COLUMNS, LOG_COLUMNS, SPAN_COLUMNS, from_json
 
 
-def _select(columns: list[tuple[str, Any, bool]]) -> str:
-    return ", ".join(c[0] for c in columns)
+def _in_field_order(cls: Any, columns: list[tuple[str, Any, bool]]) -> list[tuple[str, Any, bool]]:
+    # Rows are selected in the record's field order, so each becomes ``cls(*row)``.
+    by_name = {c[0]: c for c in columns}
+    return [by_name[f.name] for f in dataclasses.fields(cls)]
 
 
 # Columns whose values repeat across records (one resource, one scope, no events): parse
@@ -31,12 +32,17 @@ _SHARED = {
 
 
 def _build(
-    cls: Any, columns: list[tuple[str, Any, bool]], rows: Iterable[tuple[Any, ...]]
+    cls: Any,
+    columns: list[tuple[str, Any, bool]],
+    rows: Iterable[tuple[Any, ...]],
+    _loads: Callable[[str], Any] = from_json,
 ) -> list[Any]:
+    """Records from rows selected in ``columns`` order (see :func:`_in_field_order`)."""
     json_idx = [i for i, c in enumerate(columns) if c[2] and c[0] not in _SHARED]
     shared_idx = [i for i, c in enumerate(columns) if c[2] and c[0] in _SHARED]
+    if not json_idx and not shared_idx:
+        return [cls(*row) for row in rows]
     memo: dict[str, Any] = {}
-    names = [c[0] for c in columns]
     out = []
     for row in rows:
         values = list(row)
@@ -51,17 +57,20 @@ def _build(
             if parsed is None:
                 parsed = memo[v] = _loads(v)
             values[i] = parsed
-        out.append(cls(**dict(zip(names, values, strict=True))))
+        out.append(cls(*values))
     return out
 
 
-SPAN_SELECT = _select(SPAN_COLUMNS)
-LOG_SELECT = _select(LOG_COLUMNS)
-EVENT_SELECT = _select(EVENT_COLUMNS)
+_SPAN_FIELDS = _in_field_order(SpanRecord, SPAN_COLUMNS)
+_LOG_FIELDS = _in_field_order(LogRecord, LOG_COLUMNS)
+_EVENT_FIELDS = _in_field_order(EventRecord, EVENT_COLUMNS)
+SPAN_SELECT = ", ".join(c[0] for c in _SPAN_FIELDS)
+LOG_SELECT = ", ".join(c[0] for c in _LOG_FIELDS)
+EVENT_SELECT = ", ".join(c[0] for c in _EVENT_FIELDS)
 
 
 def spans_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[SpanRecord]:
-    spans: list[SpanRecord] = _build(SpanRecord, SPAN_COLUMNS, rows)
+    spans: list[SpanRecord] = _build(SpanRecord, _SPAN_FIELDS, rows)
     for s in spans:
         for name in ("attributes", "resource_attributes", "scope_attributes"):
             if not isinstance(getattr(s, name), dict):
@@ -87,7 +96,7 @@ def load_logs(conn: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> list[Log
     rows = conn.execute(
         f"SELECT {LOG_SELECT} FROM logs WHERE trace_id IN (SELECT unnest(?))", [trace_ids]
     ).fetchall()
-    logs: list[LogRecord] = _build(LogRecord, LOG_COLUMNS, rows)
+    logs: list[LogRecord] = _build(LogRecord, _LOG_FIELDS, rows)
     for r in logs:
         if not isinstance(r.attributes, dict):
             r.attributes = {}
@@ -106,7 +115,8 @@ def load_events(
         "OR trace_id IN (SELECT unnest(?))",
         [event_keys, trace_ids],
     ).fetchall()
-    events: list[EventRecord] = _build(EventRecord, EVENT_COLUMNS, rows)
+    # Event payloads are any JSON, integers of any size included: the standard parser keeps them.
+    events: list[EventRecord] = _build(EventRecord, _EVENT_FIELDS, rows, json.loads)
     for e in events:
         for name in ("extensions", "headers", "destination_details"):
             if not isinstance(getattr(e, name), dict):

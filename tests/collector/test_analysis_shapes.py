@@ -329,3 +329,31 @@ def test_framework_saga_type_without_definitions(shape, config, saga_type):
         sample.spans, sample.logs, sample.events, SagaConfig.from_dict(config), sample.now_ns
     )
     assert [s.saga_type for s in result.sagas] == [saga_type]
+
+
+def _span(n: int, service: str, name: str) -> SpanRecord:
+    return SpanRecord(
+        trace_id=f"{n:032x}",
+        span_id=f"{n:016x}",
+        name=name,
+        start_ns=BASE_NS + n * 1_000_000,
+        end_ns=BASE_NS + n * 1_000_000 + 500_000,
+        kind=2,
+        service_name=service,
+        attributes={"saga.id": "order-7", "saga.name": "OrderSaga", "saga.step": name},
+    )
+
+
+def test_one_finding_per_kind_and_step_with_every_report_as_evidence():
+    # A successful saga that released its stock in three services: three reports of one
+    # unexpected compensation, stored as one finding (its id is the saga, kind and step).
+    services = ["orders", "inventory", "shipping"]
+    spans = [_span(1, "orders", "reserve_inventory"), _span(2, "orders", "notify_customer")]
+    spans += [_span(3 + i, s, "release_inventory") for i, s in enumerate(services)]
+    result = analyze(spans, [], [], SagaConfig.from_dict({}), BASE_NS + 10 * MINUTE_NS)
+    unexpected = [f for f in result.findings if f.kind == "unexpected_compensation"]
+    assert len({f.finding_id for f in result.findings}) == len(result.findings)
+    (finding,) = unexpected
+    assert finding.step == "release_inventory"
+    assert {f"span:{3 + i:032x}:{3 + i:016x}" for i in range(3)} <= set(finding.evidence)
+    assert finding.details["reports"] == 3

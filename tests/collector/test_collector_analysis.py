@@ -315,3 +315,27 @@ def test_acknowledgement_and_report_export_land_in_a_verifiable_audit_log(tmp_pa
         ]
         assert log["verified"] is True
         assert log["entries"][2]["details"]["data_digest"] in done.stdout
+
+
+def test_benchmark_batches_analyse_without_a_failed_pass(tmp_path: Path) -> None:
+    # The ingest benchmark's sagas repeat every step in four services: duplicate steps and
+    # compensations reported four times, which must make one finding each, not a pass
+    # that fails on the findings table's key and loses every saga it held.
+    from benchmarks.ingest import make_requests
+
+    with running_collector(tmp_path) as c:
+        for body in make_requests(2, offset=77):
+            r = httpx.post(
+                c.url + "/v1/traces",
+                content=body,
+                headers={"Content-Type": "application/x-protobuf"},
+            )
+            assert r.status_code == 200
+        wait_for(lambda: c.get("/api/v1/sagas")["total"] == 64, timeout=30)
+        findings = c.get("/api/v1/findings", limit=1000)["findings"]
+        assert len({f["finding_id"] for f in findings}) == len(findings)
+        unexpected = [f for f in findings if f["kind"] == "unexpected_compensation"]
+        assert len({f["saga_key"] for f in unexpected}) == 64
+        assert all(len(f["evidence"]) == 4 for f in unexpected)
+        metrics = httpx.get(c.url + "/metrics").text
+        assert "sagalens_analysis_failures_total 0.0" in metrics

@@ -542,6 +542,10 @@ def test_json_nan_double() -> None:
             "span 's' rejected: attribute 'n': intValue must be an integer, got '1.5'",
         ),
         (
+            {"attributes": [{"key": "n", "value": {"intValue": str(2**63)}}]},
+            "span 's' rejected: attribute 'n': intValue must fit in 64 bits, got '9223372036854775808'",
+        ),
+        (
             {"attributes": [{"key": "b", "value": {"boolValue": "yes"}}]},
             "span 's' rejected: attribute 'b': boolValue must be true or false, got 'yes'",
         ),

@@ -1,0 +1,46 @@
+"""JSON text of the store's JSON columns: fast where it can be, the same text either way."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from collector.store.columns import from_json, to_json
+
+STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"saga.id": "order-1", "n": 3, "ok": True, "amount": 12.5, "tags": ["a", "b"]},
+        {"nested": {"k": [1, {"x": None}]}, "unicode": "züge ✓", "empty": {}},
+        [{"name": "exception", "time_ns": 1_700_000_000_000_000_000, "attributes": {}}],
+        {"big": 2**63 - 1, "small": -(2**63), "exp": 1e16, "tiny": 5e-324},
+        "text",
+        None,
+    ],
+)
+def test_same_text_as_the_standard_library(value: Any) -> None:
+    assert to_json(value) == STDLIB.encode(value)
+    assert from_json(to_json(value)) == value
+
+
+def test_non_finite_doubles_become_strings_not_null() -> None:
+    text = to_json({"a": math.nan, "b": [math.inf, -math.inf], "c": None})
+    assert json.loads(text) == {"a": "nan", "b": ["inf", "-inf"], "c": None}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"huge": 2**70}, {"huge": 2**70}),  # beyond 64 bits: written exactly
+        ({1: "int key"}, {"1": "int key"}),  # keys that are not strings, as json does
+        ({"when": object}, {"when": str(object)}),  # anything else through str()
+    ],
+)
+def test_what_orjson_refuses_goes_the_standard_way(value: Any, expected: Any) -> None:
+    assert json.loads(to_json(value)) == expected
