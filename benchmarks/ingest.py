@@ -2,8 +2,11 @@
 
 Starts a real collector, drives it with several concurrent OTLP/HTTP exporters sending
 pre-built protobuf batches (512 spans x ~10 attributes), and in the same run measures the
-machine's pipeline limit on the same batches: decode alone, and bulk insert alone into
-DuckDB; limit = 1 / (1/decode_rate + 1/insert_rate).
+machine's pipeline limit on the same batches: protobuf parse alone, and bulk insert alone
+into DuckDB; limit = 1 / (1/parse_rate + 1/insert_rate). It also prints the limit with the
+collector's full decode (parse, normalize into records, build Arrow columns) in place of the
+bare parse, which is what a Python decoder can reach, and what the collector's analysis made
+of the run (sagas materialized, traces still waiting, failed passes).
 
     python benchmarks/ingest.py [--seconds 20] [--senders 8] [--no-analysis]
                                 [--decode-processes N]
@@ -111,7 +114,20 @@ def make_requests(count: int, offset: int = 0) -> list[bytes]:
     return requests
 
 
+def measure_parse(requests: list[bytes]) -> float:
+    """Protobuf parse alone (upb), the issue's definition of the parse side of the limit."""
+    for body in requests[:5]:
+        ExportTraceServiceRequest().ParseFromString(body)
+    started = time.perf_counter()
+    for body in requests:
+        ExportTraceServiceRequest().ParseFromString(body)
+    return SPANS_PER_REQUEST * len(requests) / (time.perf_counter() - started)
+
+
 def measure_decode(requests: list[bytes]) -> float:
+    """Everything the collector does to a body before the insert: parse, normalize, Arrow."""
+    for body in requests[:5]:  # warm: first calls import and build caches
+        prepare_batch(decode_traces_protobuf(body))
     started = time.perf_counter()
     spans = 0
     for body in requests:
@@ -262,9 +278,11 @@ def main() -> None:
     n = int(args.seconds * 80_000 / SPANS_PER_REQUEST) + 50
     requests = make_requests(n)
     sample = requests[:40]
+    parse_rate = measure_parse(sample)
     decode_rate = measure_decode(sample)
     insert_rate = measure_insert(make_requests(40, offset=10_000_000))
-    limit = 1 / (1 / decode_rate + 1 / insert_rate)
+    limit = 1 / (1 / parse_rate + 1 / insert_rate)
+    decode_limit = 1 / (1 / decode_rate + 1 / insert_rate)
 
     extra = ["--no-analysis"] if args.no_analysis else []
     extra += ["--decode-processes", str(args.decode_processes)]
@@ -291,15 +309,22 @@ def main() -> None:
     print()
     print(f"{'measure':<44}{'value':>14}   target")
     rows = [
-        ("decode alone (spans/s)", f"{decode_rate:,.0f}", ""),
+        ("protobuf parse alone (spans/s)", f"{parse_rate:,.0f}", ""),
+        ("full decode alone: parse, normalize, Arrow", f"{decode_rate:,.0f}", ""),
         ("bulk insert alone into DuckDB (spans/s)", f"{insert_rate:,.0f}", ""),
-        ("pipeline limit (spans/s)", f"{limit:,.0f}", ""),
+        ("pipeline limit, parse + insert (spans/s)", f"{limit:,.0f}", ""),
+        ("limit with the full decode (spans/s)", f"{decode_limit:,.0f}", ""),
         (
             f"sustained, durable ack, {args.senders} senders (spans/s)",
             f"{sustained['spans_per_s']:,.0f}",
             ">= 50,000",
         ),
         ("ratio to pipeline limit", f"{sustained['spans_per_s'] / limit:.2f}", ">= 0.5"),
+        (
+            "ratio to the limit with the full decode",
+            f"{sustained['spans_per_s'] / decode_limit:.2f}",
+            "",
+        ),
         ("request latency p50 (ms)", f"{sustained['p50_ms']:.1f}", ""),
         ("request latency p99 (ms)", f"{sustained['p99_ms']:.1f}", ""),
         ("peak RSS incl. helpers, sustained (MB)", f"{steady_peak / mib:.0f}", ""),
