@@ -46,9 +46,10 @@ def to_json(value: Any) -> str:
     try:
         text = orjson.dumps(value, default=str, option=_ORJSON_OPTIONS)
     except TypeError:
-        text = b"null"
-    if b"null" not in text:
-        return text.decode()
+        pass
+    else:
+        if b"null" not in text:
+            return text.decode()
     try:
         return _dumps(value)
     except ValueError:

@@ -40,8 +40,6 @@ def _build(
     """Records from rows selected in ``columns`` order (see :func:`_in_field_order`)."""
     json_idx = [i for i, c in enumerate(columns) if c[2] and c[0] not in _SHARED]
     shared_idx = [i for i, c in enumerate(columns) if c[2] and c[0] in _SHARED]
-    if not json_idx and not shared_idx:
-        return [cls(*row) for row in rows]
     memo: dict[str, Any] = {}
     out = []
     for row in rows:
