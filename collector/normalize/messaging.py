@@ -74,9 +74,24 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _columns(attributes: Mapping[str, Any]) -> tuple[str, str, str, str, str, str]:
-    # Runs for every ingested span, so the candidate lists are unrolled into
-    # plain lookups; keep them in step with the *_KEYS tuples above.
+_ALL_KEYS = frozenset(
+    SYSTEM_KEYS
+    + DESTINATION_KEYS
+    + OPERATION_KEYS
+    + CONVERSATION_ID_KEYS
+    + MESSAGE_ID_KEYS
+    + SERVER_ADDRESS_KEYS
+)
+_NONE = ("", "", "", "", "", "")
+
+
+def messaging_columns(attributes: Mapping[str, Any]) -> tuple[str, str, str, str, str, str]:
+    """The canonical messaging columns, in :class:`MessagingFields` order."""
+    # Runs for every ingested span, so most spans, which carry none of the names, are
+    # answered by one set operation, and the candidate lists are unrolled into plain
+    # lookups; keep them in step with the *_KEYS tuples above.
+    if _ALL_KEYS.isdisjoint(attributes):
+        return _NONE
     get = attributes.get
     system = get("messaging.system")
     destination = (
@@ -116,7 +131,7 @@ def normalize_operation(value: str) -> str:
 
 def canonical_messaging(attributes: Mapping[str, Any]) -> MessagingFields:
     """Read the canonical messaging columns from span attributes (new names win)."""
-    return MessagingFields(*_columns(attributes))
+    return MessagingFields(*messaging_columns(attributes))
 
 
 def apply_messaging(span: SpanRecord) -> SpanRecord:
@@ -128,5 +143,5 @@ def apply_messaging(span: SpanRecord) -> SpanRecord:
         span.messaging_conversation_id,
         span.messaging_message_id,
         span.server_address,
-    ) = _columns(span.attributes)
+    ) = messaging_columns(span.attributes)
     return span

@@ -29,13 +29,14 @@ from collector.normalize._otlp_json import (
     decode_otlp_json_object,
     decode_traces_json,
 )
-from collector.normalize.messaging import apply_messaging
+from collector.normalize._pb_view import TraceRequestView
+from collector.normalize.messaging import messaging_columns
 from collector.normalize.records import (
     Attributes,
     LogRecord,
     RecordBatch,
     Rejection,
-    SpanRecord,
+    SpanColumns,
     finalize_log_id,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "decode_logs_protobuf",
     "decode_logs_request",
     "decode_otlp_json_object",
+    "decode_trace_columns",
     "decode_trace_request",
     "decode_traces_json",
     "decode_traces_protobuf",
@@ -59,13 +61,130 @@ _which_value = AnyValue.WhichOneof
 
 
 def decode_traces_protobuf(data: bytes) -> RecordBatch:
-    """Decode a protobuf ``ExportTraceServiceRequest`` body."""
-    request = ExportTraceServiceRequest()
+    """Decode a protobuf ``ExportTraceServiceRequest`` body into records."""
+    columns = decode_trace_columns(data)
+    return RecordBatch(spans=columns.records(), rejections=columns.rejections)
+
+
+def decode_trace_columns(data: bytes) -> SpanColumns:
+    """Decode a protobuf ``ExportTraceServiceRequest`` body into span columns.
+
+    The ingest hot path: no object is built per span or per attribute, and each distinct
+    attribute value is decoded once per request.
+    """
+    request = TraceRequestView()
     try:
         request.ParseFromString(data)
     except _ProtobufDecodeError as exc:
         raise DecodeError(_protobuf_error("ExportTraceServiceRequest", data)) from exc
-    return decode_trace_request(request)
+    out = SpanColumns()
+    c = out.columns
+    memo: dict[bytes, Any] = {}
+    trace_ids, span_ids, names = c["trace_id"].append, c["span_id"].append, c["name"].append
+    starts, ends, parents = c["start_ns"].append, c["end_ns"].append, c["parent_span_id"].append
+    kinds, codes, messages = c["kind"].append, c["status_code"].append, c["status_message"].append
+    attribute_maps, events, links = c["attributes"].append, c["events"].append, c["links"].append
+    trace_states, flags = c["trace_state"].append, c["flags"].append
+    dropped_attributes = c["dropped_attributes_count"].append
+    dropped_events = c["dropped_events_count"].append
+    dropped_links = c["dropped_links_count"].append
+    messaging = [c[name].append for name in _MESSAGING_FIELDS]
+    per_scope = [c[name] for name in _PER_SCOPE_FIELDS]
+    for resource_spans in request.resource_spans:
+        resource_attributes = _map_attributes(resource_spans.resource.attributes, memo)
+        service = resource_attributes.get("service.name")
+        service_name = service if isinstance(service, str) else ""
+        resource_schema_url = resource_spans.schema_url
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            before = len(c["trace_id"])
+            for span in scope_spans.spans:
+                trace_id = span.trace_id
+                span_id = span.span_id
+                parent_span_id = span.parent_span_id
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or trace_id == _ZERO_TRACE_ID
+                    or span_id == _ZERO_SPAN_ID
+                    or (parent_span_id and len(parent_span_id) != 8)
+                ):
+                    problem = _span_id_problem(trace_id, span_id, parent_span_id)
+                    out.rejections.append(_reject_pb_span(span, problem))
+                    continue
+                trace_ids(trace_id.hex())
+                span_ids(span_id.hex())
+                names(span.name)
+                starts(span.start_time_unix_nano)
+                ends(span.end_time_unix_nano)
+                parents(
+                    ""
+                    if not parent_span_id or parent_span_id == _ZERO_SPAN_ID
+                    else parent_span_id.hex()
+                )
+                kinds(span.kind)
+                status = span.status
+                codes(status.code)
+                messages(status.message)
+                attributes = _map_attributes(span.attributes, memo)
+                attribute_maps(attributes)
+                if span.events:
+                    events(
+                        [
+                            {
+                                "name": event.name,
+                                "time_ns": event.time_unix_nano,
+                                "attributes": _map_attributes(event.attributes, memo),
+                                "dropped_attributes_count": event.dropped_attributes_count,
+                            }
+                            for event in span.events
+                        ]
+                    )
+                else:
+                    events([])
+                span_links, dropped = _pb_links(span.links, memo) if span.links else ([], 0)
+                links(span_links)
+                trace_states(span.trace_state)
+                flags(span.flags)
+                dropped_attributes(span.dropped_attributes_count)
+                dropped_events(span.dropped_events_count)
+                dropped_links(span.dropped_links_count + dropped)
+                for append, value in zip(messaging, messaging_columns(attributes), strict=True):
+                    append(value)
+            count = len(c["trace_id"]) - before
+            if count:
+                scope_values = (
+                    resource_attributes,
+                    service_name,
+                    scope.name,
+                    scope.version,
+                    _map_attributes(scope.attributes, memo),
+                    resource_schema_url,
+                    scope_spans.schema_url,
+                )
+                for column, value in zip(per_scope, scope_values, strict=True):
+                    # One resource's (and scope's) attribute dict is shared by its spans.
+                    column.extend([value] * count)
+    return out
+
+
+_MESSAGING_FIELDS = (
+    "messaging_system",
+    "messaging_destination",
+    "messaging_operation",
+    "messaging_conversation_id",
+    "messaging_message_id",
+    "server_address",
+)
+_PER_SCOPE_FIELDS = (
+    "resource_attributes",
+    "service_name",
+    "scope_name",
+    "scope_version",
+    "scope_attributes",
+    "resource_schema_url",
+    "scope_schema_url",
+)
 
 
 def decode_logs_protobuf(data: bytes) -> RecordBatch:
@@ -86,78 +205,8 @@ def _protobuf_error(message_name: str, data: bytes) -> str:
 
 
 def decode_trace_request(msg: ExportTraceServiceRequest) -> RecordBatch:
-    """Decode an already-parsed traces request, as the gRPC receiver gets it."""
-    batch = RecordBatch()
-    spans = batch.spans
-    for resource_spans in msg.resource_spans:
-        resource = resource_spans.resource
-        resource_attributes = _pb_attributes(resource.attributes)
-        service = resource_attributes.get("service.name")
-        service_name = service if isinstance(service, str) else ""
-        resource_schema_url = resource_spans.schema_url
-        for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope
-            scope_name = scope.name
-            scope_version = scope.version
-            scope_attributes = _pb_attributes(scope.attributes)
-            scope_schema_url = scope_spans.schema_url
-            for span in scope_spans.spans:
-                trace_id = span.trace_id
-                span_id = span.span_id
-                parent_span_id = span.parent_span_id
-                if (
-                    len(trace_id) != 16
-                    or len(span_id) != 8
-                    or trace_id == _ZERO_TRACE_ID
-                    or span_id == _ZERO_SPAN_ID
-                    or (parent_span_id and len(parent_span_id) != 8)
-                ):
-                    problem = _span_id_problem(trace_id, span_id, parent_span_id)
-                    batch.rejections.append(_reject_pb_span(span, problem))
-                    continue
-                status = span.status
-                record = SpanRecord(
-                    trace_id=trace_id.hex(),
-                    span_id=span_id.hex(),
-                    name=span.name,
-                    start_ns=span.start_time_unix_nano,
-                    end_ns=span.end_time_unix_nano,
-                    parent_span_id=""
-                    if not parent_span_id or parent_span_id == _ZERO_SPAN_ID
-                    else parent_span_id.hex(),
-                    kind=span.kind,
-                    status_code=status.code,
-                    status_message=status.message,
-                    attributes=_pb_attributes(span.attributes),
-                    # One resource's (and scope's) attribute dicts are shared by all its spans.
-                    resource_attributes=resource_attributes,
-                    service_name=service_name,
-                    scope_name=scope_name,
-                    scope_version=scope_version,
-                    scope_attributes=scope_attributes,
-                    trace_state=span.trace_state,
-                    flags=span.flags,
-                    dropped_attributes_count=span.dropped_attributes_count,
-                    dropped_events_count=span.dropped_events_count,
-                    dropped_links_count=span.dropped_links_count,
-                    resource_schema_url=resource_schema_url,
-                    scope_schema_url=scope_schema_url,
-                )
-                if span.events:
-                    record.events = [
-                        {
-                            "name": event.name,
-                            "time_ns": event.time_unix_nano,
-                            "attributes": _pb_attributes(event.attributes),
-                            "dropped_attributes_count": event.dropped_attributes_count,
-                        }
-                        for event in span.events
-                    ]
-                if span.links:
-                    _pb_links(span, record)
-                apply_messaging(record)
-                spans.append(record)
-    return batch
+    """Decode an already-parsed traces request into records."""
+    return decode_traces_protobuf(msg.SerializeToString())
 
 
 def decode_logs_request(msg: ExportLogsServiceRequest) -> RecordBatch:
@@ -223,11 +272,13 @@ def _log_id_problem(trace_id: bytes, span_id: bytes) -> str:
     return ""
 
 
-def _reject_pb_span(span: PbSpan, problem: str) -> Rejection:
+def _reject_pb_span(span: Any, problem: str) -> Rejection:
+    # The sample is shown by the real Span class, whose text form people know.
+    readable = PbSpan.FromString(span.SerializeToString())
     return Rejection(
         source=SOURCE,
         reason=f"span {span.name!r} rejected: {problem}",
-        sample=str(span)[:_SAMPLE_CHARS],
+        sample=str(readable)[:_SAMPLE_CHARS],
     )
 
 
@@ -237,9 +288,11 @@ def _reject_pb_log(log: PbLogRecord, problem: str) -> Rejection:
     )
 
 
-def _pb_links(span: PbSpan, record: SpanRecord) -> None:
+def _pb_links(span_links: Any, memo: dict[bytes, Any]) -> tuple[list[dict[str, Any]], int]:
+    """A span's links, and how many were dropped because they point nowhere."""
     links = []
-    for link in span.links:
+    dropped = 0
+    for link in span_links:
         trace_id = link.trace_id
         span_id = link.span_id
         # A link that points nowhere is counted as dropped rather than failing its span.
@@ -249,7 +302,7 @@ def _pb_links(span: PbSpan, record: SpanRecord) -> None:
             or trace_id == _ZERO_TRACE_ID
             or span_id == _ZERO_SPAN_ID
         ):
-            record.dropped_links_count += 1
+            dropped += 1
             continue
         links.append(
             {
@@ -257,11 +310,39 @@ def _pb_links(span: PbSpan, record: SpanRecord) -> None:
                 "span_id": span_id.hex(),
                 "trace_state": link.trace_state,
                 "flags": link.flags,
-                "attributes": _pb_attributes(link.attributes),
+                "attributes": _map_attributes(link.attributes, memo),
                 "dropped_attributes_count": link.dropped_attributes_count,
             }
         )
-    record.links = links
+    return links, dropped
+
+
+_MISSING = object()
+
+
+def _map_attributes(entries: Any, memo: dict[bytes, Any]) -> Attributes:
+    """Attributes from a view's ``map<string, bytes>`` of encoded ``AnyValue``s."""
+    attributes: Attributes = dict(entries)
+    for key, encoded in attributes.items():
+        value = memo.get(encoded, _MISSING)
+        attributes[key] = _any_from_bytes(encoded, memo) if value is _MISSING else value
+    return attributes
+
+
+def _any_from_bytes(encoded: bytes, memo: dict[bytes, Any]) -> Any:
+    try:
+        value = AnyValue.FromString(encoded)
+    except _ProtobufDecodeError as exc:
+        raise DecodeError(
+            f"invalid protobuf: an attribute value of {len(encoded)} bytes does not parse "
+            "as AnyValue"
+        ) from exc
+    field = _which_value(value, "value")
+    if field in _SCALAR_FIELDS:
+        # Only immutable values are shared between the spans of a request.
+        result = memo[encoded] = getattr(value, field)
+        return result
+    return _pb_any_nested(value, field)
 
 
 def _pb_attributes(key_values: Any) -> Attributes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 Attributes = dict[str, Any]
@@ -117,6 +117,31 @@ class Rejection:
     source: str  # e.g. "otlp-http", "amqp:orders", "import:file.jsonl:12"
     reason: str
     sample: str = ""  # a truncated copy of the offending input
+
+
+SPAN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpanRecord))
+
+
+def _span_field_lists() -> dict[str, list[Any]]:
+    return {name: [] for name in SPAN_FIELDS}
+
+
+@dataclass(slots=True)
+class SpanColumns:
+    """Spans held column by column: one list per :class:`SpanRecord` field, in field order.
+
+    The protobuf decoder fills these directly, so the hot path builds no object per span;
+    :meth:`records` gives the same spans as records where one is wanted.
+    """
+
+    columns: dict[str, list[Any]] = field(default_factory=_span_field_lists)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.columns["trace_id"])
+
+    def records(self) -> list[SpanRecord]:
+        return [SpanRecord(*row) for row in zip(*self.columns.values(), strict=True)]
 
 
 @dataclass(slots=True)

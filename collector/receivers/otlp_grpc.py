@@ -18,8 +18,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.normalize import otlp
-from collector.normalize.records import RecordBatch
-from collector.receivers.otlp_http import decode_prepared
+from collector.receivers.otlp_http import Decoder, decode_prepared
 from collector.store.writer import ClosedError, OverloadedError, StoreError
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ def _unavailable(message: str, retry_after: float) -> grpc.Status:
 async def _export(
     collector: Collector,
     context: grpc.aio.ServicerContext,
-    decode: Callable[[bytes], RecordBatch],
+    decode: Decoder,
     data: bytes,
 ) -> tuple[int, str]:
     metadata = dict(context.invocation_metadata() or ())
@@ -70,7 +69,7 @@ async def _export(
 
 def _handler(
     collector: Collector,
-    decode: Callable[[bytes], RecordBatch],
+    decode: Decoder,
     response_type: type[Any],
     rejected_field: str,
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
@@ -100,7 +99,7 @@ def build_grpc_server(collector: Collector, address: str) -> grpc.aio.Server:
             "Export": grpc.unary_unary_rpc_method_handler(
                 _handler(
                     collector,
-                    otlp.decode_traces_protobuf,
+                    otlp.decode_trace_columns,
                     trace_service_pb2.ExportTraceServiceResponse,
                     "rejected_spans",
                 )

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from collector.normalize import otlp
-from collector.normalize.records import RecordBatch
+from collector.normalize.records import RecordBatch, SpanColumns
 from collector.receivers.body import BodyError, read_body
-from collector.store.columns import PreparedBatch, prepare_batch
+from collector.store.columns import PreparedBatch, prepare_batch, prepare_span_columns
 from collector.store.writer import ClosedError, OverloadedError, StoreError
 
 if TYPE_CHECKING:
@@ -64,22 +64,24 @@ def _success(kind: str, rejected: int, message: str, as_json: bool) -> Response:
     return Response(resp.SerializeToString(), 200, media_type=PROTOBUF)
 
 
-DECODERS: dict[tuple[str, bool], Callable[[bytes], RecordBatch]] = {
-    ("traces", False): otlp.decode_traces_protobuf,
+Decoder = Callable[[bytes], RecordBatch | SpanColumns]
+
+DECODERS: dict[tuple[str, bool], Decoder] = {
+    ("traces", False): otlp.decode_trace_columns,
     ("traces", True): otlp.decode_traces_json,
     ("logs", False): otlp.decode_logs_protobuf,
     ("logs", True): otlp.decode_logs_json,
 }
 
 
-def decode_prepared(
-    decode: Callable[[bytes], RecordBatch], body: bytes
-) -> tuple[PreparedBatch, str]:
+def decode_prepared(decode: Decoder, body: bytes) -> tuple[PreparedBatch, str]:
     """Decode and prepare a request body; also return the partial-success message."""
     batch = decode(body)
     message = "; ".join(dict.fromkeys(r.reason for r in batch.rejections[:5]))
     if len(batch.rejections) > 5:
         message += f"; and {len(batch.rejections) - 5} more"
+    if isinstance(batch, SpanColumns):
+        return prepare_span_columns(batch), message
     return prepare_batch(batch), message
 
 

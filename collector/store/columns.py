@@ -15,10 +15,20 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from collector.normalize.records import EventRecord, LogRecord, RecordBatch, SpanRecord
+from collector.normalize.records import (
+    EventRecord,
+    LogRecord,
+    RecordBatch,
+    Rejection,
+    SpanColumns,
+    SpanRecord,
+)
 
 _dumps = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
+).encode
+_dumps_sorted = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str, sort_keys=True
 ).encode
 
 
@@ -36,7 +46,7 @@ def _clean(value: Any) -> Any:
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
-def to_json(value: Any) -> str:
+def to_json(value: Any, sort_keys: bool = False) -> str:
     """JSON text for a JSON column. NaN and infinities (valid OTLP doubles) become strings.
 
     orjson writes the common case several times faster than the standard library; what it
@@ -44,16 +54,21 @@ def to_json(value: Any) -> str:
     write differently (non-finite floats, which it turns into null) go the standard way.
     """
     try:
-        text = orjson.dumps(value, default=str, option=_ORJSON_OPTIONS)
+        text = orjson.dumps(
+            value,
+            default=str,
+            option=_ORJSON_OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _ORJSON_OPTIONS,
+        )
     except TypeError:
         pass
     else:
         if b"null" not in text:
             return text.decode()
+    dumps = _dumps_sorted if sort_keys else _dumps
     try:
-        return _dumps(value)
+        return dumps(value)
     except ValueError:
-        return _dumps(_clean(value))
+        return dumps(_clean(value))
 
 
 def from_json(text: str) -> Any:
@@ -142,7 +157,7 @@ EVENT_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
 ]
 
 
-def _json_column(values: tuple[Any, ...]) -> list[str]:
+def _json_column(values: tuple[Any, ...], sort_keys: bool) -> list[str]:
     # Decoders share one resource/scope attribute dict among all spans of that resource,
     # so encoding each distinct object once saves most of the JSON work.
     memo: dict[int, str] = {}
@@ -154,20 +169,27 @@ def _json_column(values: tuple[Any, ...]) -> list[str]:
         key = id(value)
         text = memo.get(key)
         if text is None:
-            text = memo[key] = to_json(value)
+            text = memo[key] = to_json(value, sort_keys)
         out.append(text)
     return out
 
 
-def _table(records: list[Any], columns: list[tuple[str, pa.DataType, bool]]) -> pa.Table:
+def _table(
+    records: list[Any], columns: list[tuple[str, pa.DataType, bool]], sort_keys: bool = False
+) -> pa.Table:
     # One C-level getter per record and a transpose, rather than a getattr per cell.
-    names = [c[0] for c in columns]
-    values = list(zip(*map(attrgetter(*names), records), strict=True))
+    values = list(zip(*map(attrgetter(*(c[0] for c in columns)), records), strict=True))
+    return _arrow(values, columns, sort_keys)
+
+
+def _arrow(
+    values: list[Any], columns: list[tuple[str, pa.DataType, bool]], sort_keys: bool
+) -> pa.Table:
     arrays = [
-        pa.array(_json_column(column) if is_json else column, type=typ)
+        pa.array(_json_column(column, sort_keys) if is_json else column, type=typ)
         for column, (_, typ, is_json) in zip(values, columns, strict=True)
     ]
-    return pa.Table.from_arrays(arrays, names=names)
+    return pa.Table.from_arrays(arrays, names=[c[0] for c in columns])
 
 
 def _unique(records: list[Any], key: Any) -> list[Any]:
@@ -195,6 +217,12 @@ class PreparedBatch:
         return sum(t.num_rows for t in (self.spans, self.logs, self.events) if t is not None)
 
 
+# Span attributes are a map with no order; the protobuf decoder reads them as one (see
+# collector/normalize/_pb_view.py). Stored sorted by key, as trace viewers list them, they
+# read the same whichever format and exporter sent them.
+_SPAN_KEYS_SORTED = True
+
+
 def prepare_batch(batch: RecordBatch) -> PreparedBatch:
     """Turn a decoded batch into Arrow tables (deduplicated within the batch)."""
     prepared = PreparedBatch(received=len(batch))
@@ -202,7 +230,7 @@ def prepare_batch(batch: RecordBatch) -> PreparedBatch:
     logs: list[LogRecord] = _unique(batch.logs, lambda r: r.record_id)
     events: list[EventRecord] = _unique(batch.events, lambda e: e.event_key)
     if spans:
-        prepared.spans = _table(spans, SPAN_COLUMNS)
+        prepared.spans = _table(spans, SPAN_COLUMNS, _SPAN_KEYS_SORTED)
         prepared.trace_ids.update(s.trace_id for s in spans)
     if logs:
         prepared.logs = _table(logs, LOG_COLUMNS)
@@ -211,5 +239,27 @@ def prepare_batch(batch: RecordBatch) -> PreparedBatch:
         prepared.events = _table(events, EVENT_COLUMNS)
         prepared.event_keys.update(e.event_key for e in events)
         prepared.trace_ids.update(e.trace_id for e in events if e.trace_id)
-    prepared.rejections = [(r.source, r.reason, r.sample[:2000]) for r in batch.rejections]
+    prepared.rejections = _rejections(batch.rejections)
     return prepared
+
+
+def prepare_span_columns(spans: SpanColumns) -> PreparedBatch:
+    """Turn decoded span columns into the spans table (deduplicated within the request)."""
+    prepared = PreparedBatch(received=len(spans))
+    if len(spans):
+        columns = spans.columns
+        values = [columns[name] for name, _, _ in SPAN_COLUMNS]
+        table = _arrow(values, SPAN_COLUMNS, _SPAN_KEYS_SORTED)
+        keys = list(zip(columns["trace_id"], columns["span_id"], strict=True))
+        if len(set(keys)) != len(keys):
+            # A request may repeat a span; keep the first, as for records.
+            first = {key: index for index, key in reversed(list(enumerate(keys)))}
+            table = table.take(sorted(first.values()))
+        prepared.spans = table
+        prepared.trace_ids.update(columns["trace_id"])
+    prepared.rejections = _rejections(spans.rejections)
+    return prepared
+
+
+def _rejections(rejections: list[Rejection]) -> list[tuple[str, str, str]]:
+    return [(r.source, r.reason, r.sample[:2000]) for r in rejections]

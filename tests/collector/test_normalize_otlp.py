@@ -4,6 +4,7 @@ import math
 from typing import Any
 
 import pytest
+from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -14,11 +15,13 @@ from collector.normalize.otlp import (
     decode_logs_protobuf,
     decode_logs_request,
     decode_otlp_json_object,
+    decode_trace_columns,
     decode_trace_request,
     decode_traces_json,
     decode_traces_protobuf,
 )
 from collector.normalize.records import LogRecord, RecordBatch, SpanRecord, finalize_log_id
+from collector.store.columns import prepare_batch, prepare_span_columns
 
 TRACE_ID = bytes.fromhex("5b8efff798038103d269b633813fc60c")
 SPAN_ID = bytes.fromhex("eee19b7ec3c1b174")
@@ -400,6 +403,118 @@ def test_protobuf_link_with_bad_ids_is_counted_as_dropped() -> None:
 def test_malformed_protobuf_raises_decode_error(decode: Any, body: bytes) -> None:
     with pytest.raises(DecodeError, match=r"invalid protobuf: \d+ bytes do not parse as Export"):
         decode(body)
+
+
+def attribute_entry(key: bytes, encoded_value: bytes) -> bytes:
+    """A KeyValue on the wire, built field by field so it can hold what no SDK would send."""
+    body = b"\x0a" + bytes([len(key)]) + key + b"\x12" + bytes([len(encoded_value)]) + encoded_value
+    return b"\x4a" + bytes([len(body)]) + body  # Span.attributes is field 9
+
+
+def request_with_span_bytes(extra: bytes) -> bytes:
+    """A one-span request whose span carries ``extra`` appended to its encoding."""
+    span = (
+        ExportTraceServiceRequest()
+        .resource_spans.add()
+        .scope_spans.add()
+        .spans.add(trace_id=TRACE_ID, span_id=SPAN_ID, name="s")
+    )
+    span_bytes = span.SerializeToString() + extra
+    scope_spans = b"\x12" + bytes([len(span_bytes)]) + span_bytes
+    resource_spans = b"\x12" + bytes([len(scope_spans)]) + scope_spans
+    return b"\x0a" + bytes([len(resource_spans)]) + resource_spans
+
+
+def test_wire_built_request_matches_the_protobuf_classes() -> None:
+    entry = attribute_entry(b"k", AnyValue(string_value="v").SerializeToString())
+    body = request_with_span_bytes(entry)
+    parsed = ExportTraceServiceRequest.FromString(body)
+    assert parsed.resource_spans[0].scope_spans[0].spans[0].attributes[0] == kv(
+        "k", string_value="v"
+    )
+    assert only_span(decode_traces_protobuf(body)).attributes == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        # An attribute value that is not an AnyValue (a truncated varint).
+        (attribute_entry(b"k", b"\x18\xff"), "an attribute value of 2 bytes"),
+        # An attribute key that is not UTF-8, which protobuf refuses for string fields.
+        (
+            attribute_entry(b"\xff\xfe", AnyValue(int_value=1).SerializeToString()),
+            "bytes do not parse as ExportTraceServiceRequest",
+        ),
+    ],
+    ids=["value-not-anyvalue", "key-not-utf8"],
+)
+def test_malformed_attributes_fail_the_request_as_the_protobuf_classes_do(
+    entry: bytes, message: str
+) -> None:
+    body = request_with_span_bytes(entry)
+    with pytest.raises(ProtobufDecodeError):
+        ExportTraceServiceRequest.FromString(body)
+    with pytest.raises(DecodeError, match=message):
+        decode_traces_protobuf(body)
+
+
+def test_repeated_attribute_key_keeps_the_last_value() -> None:
+    first = attribute_entry(b"k", AnyValue(string_value="first").SerializeToString())
+    last = attribute_entry(b"k", AnyValue(int_value=2).SerializeToString())
+    body = request_with_span_bytes(first + last)
+    assert only_span(decode_traces_protobuf(body)).attributes == {"k": 2}
+
+
+def test_shared_attribute_values_are_decoded_per_type() -> None:
+    # The decoder shares decoded scalars between spans by their encoding: equal encodings
+    # are equal values, and a value of another type never takes a cached one.
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    values = [
+        AnyValue(int_value=1),
+        AnyValue(bool_value=True),
+        AnyValue(double_value=1.0),
+        AnyValue(string_value="1"),
+        AnyValue(int_value=1),
+        AnyValue(array_value={"values": [AnyValue(int_value=1)]}),
+        AnyValue(array_value={"values": [AnyValue(int_value=1)]}),
+    ]
+    for index, value in enumerate(values):
+        span = spans.add(trace_id=TRACE_ID, span_id=bytes([0] * 7 + [index + 1]), name="s")
+        span.attributes.append(KeyValue(key="v", value=value))
+    batch = decode_traces_protobuf(request.SerializeToString())
+    got = [span.attributes["v"] for span in batch.spans]
+    assert got == [1, True, 1.0, "1", 1, [1], [1]]
+    assert [type(v) for v in got] == [int, bool, float, str, int, list, list]
+    assert got[5] is not got[6], "mutable values must not be shared between spans"
+
+
+def test_span_columns_give_the_same_tables_as_records() -> None:
+    request = full_pb_request()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans.append(spans[0])  # a span repeated within the request is stored once
+    spans.add(trace_id=bytes(16), span_id=SPAN_ID, name="rejected")
+    second = request.resource_spans.add().scope_spans.add()
+    second.spans.add(trace_id=LINK_TRACE_ID, span_id=LINK_SPAN_ID, name="no service")
+    body = request.SerializeToString()
+    from_columns = prepare_span_columns(decode_trace_columns(body))
+    from_records = prepare_batch(decode_traces_protobuf(body))
+    assert from_columns.spans is not None and from_records.spans is not None
+    assert from_columns.spans.num_rows == 2
+    assert from_columns.spans.equals(from_records.spans)
+    assert from_columns.trace_ids == from_records.trace_ids == {TRACE_ID.hex(), LINK_TRACE_ID.hex()}
+    assert from_columns.rejections == from_records.rejections
+    assert len(from_columns.rejections) == 1
+    assert from_columns.received == from_records.received == 3
+
+
+def test_span_attributes_are_stored_with_sorted_keys() -> None:
+    prepared = prepare_span_columns(decode_trace_columns(full_pb_request().SerializeToString()))
+    assert prepared.spans is not None
+    stored = prepared.spans.column("attributes")[0].as_py()
+    keys = [key for key, _ in json.loads(stored, object_pairs_hook=list)]
+    assert keys == sorted(EXPECTED_ATTRIBUTES)
+    assert json.loads(stored) == {**EXPECTED_ATTRIBUTES, "unset": None}
 
 
 # --- JSON -----------------------------------------------------------------------------------

@@ -53,8 +53,15 @@ def writer(tmp_path: Path) -> Iterator[Writer]:
 
 def commit_together(writer: Writer, batches: list[RecordBatch]) -> list[WriteResult]:
     """Submit all batches while the writer thread is held, so they form one commit group."""
-    release = threading.Event()
-    held = writer.run(lambda conn: release.wait(10))
+    release, holding = threading.Event(), threading.Event()
+
+    def hold(conn: object) -> bool:
+        holding.set()
+        return release.wait(10)
+
+    held = writer.run(hold)
+    # Only once the writer thread is inside the job do later submissions queue behind it.
+    assert holding.wait(10)
     futures = [writer.submit(b) for b in batches]
     commits = writer.stats.commits
     release.set()
