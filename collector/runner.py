@@ -47,25 +47,14 @@ class Working:
     spans: list[SpanRecord] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
+    # Every stored saga that owns one of these records, or shares an identity key with them.
     old_sagas: set[str] = field(default_factory=set)
-    # Membership rows found for the pass's traces, events and identity keys: the only
-    # ones materialize may have to drop besides those of ``old_sagas``.
-    member_traces: set[str] = field(default_factory=set)
-    member_events: set[str] = field(default_factory=set)
-    member_identities: set[str] = field(default_factory=set)
 
 
 def _unnest(conn: duckdb.DuckDBPyConnection, sql: str, values: list[str]) -> list[tuple[Any, ...]]:
     if not values:
         return []
     return conn.execute(sql, [values]).fetchall()
-
-
-_IDENTITY_MEMBERS = (
-    "SELECT identity_key, saga_key FROM saga_identity WHERE identity_key IN (SELECT unnest(?))"
-)
-_TRACE_MEMBERS = "SELECT trace_id, saga_key FROM saga_traces WHERE trace_id IN (SELECT unnest(?))"
-_EVENT_MEMBERS = "SELECT event_key, saga_key FROM saga_events WHERE event_key IN (SELECT unnest(?))"
 
 
 def gather(
@@ -114,15 +103,30 @@ def gather(
             keys.update(identity_keys(rec, config))
         keys -= seen_keys
         seen_keys |= keys
-        sagas: set[str] = set()
-        for members, sql, values in (
-            (w.member_identities, _IDENTITY_MEMBERS, sorted(keys)),
-            (w.member_traces, _TRACE_MEMBERS, traces),
-            (w.member_events, _EVENT_MEMBERS, events),
-        ):
-            for member, saga_key in _unnest(conn, sql, values):
-                members.add(member)
-                sagas.add(saga_key)
+        sagas = {
+            r[0]
+            for r in _unnest(
+                conn,
+                "SELECT saga_key FROM saga_identity WHERE identity_key IN (SELECT unnest(?))",
+                sorted(keys),
+            )
+        }
+        sagas |= {
+            r[0]
+            for r in _unnest(
+                conn,
+                "SELECT saga_key FROM saga_traces WHERE trace_id IN (SELECT unnest(?))",
+                traces,
+            )
+        }
+        sagas |= {
+            r[0]
+            for r in _unnest(
+                conn,
+                "SELECT saga_key FROM saga_events WHERE event_key IN (SELECT unnest(?))",
+                events,
+            )
+        }
         sagas -= w.old_sagas
         w.old_sagas |= sagas
         for (tid,) in _unnest(
@@ -164,20 +168,12 @@ def materialize(
             stale,
         )
     }
+    # This also drops the old membership rows of records whose saga changed key: gather
+    # put every saga owning a membership row of this pass's traces, events or identity
+    # keys into ``old_sagas``.
     for table in ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity"):
         if stale:
             conn.execute(f"DELETE FROM {table} WHERE saga_key IN (SELECT unnest(?))", [stale])
-    # Records whose saga changed key also drop their old membership rows. Those rows
-    # belong to old sagas and went above; this only guards against a stray one.
-    for table, column, members in (
-        ("saga_traces", "trace_id", work.member_traces & work.trace_ids),
-        ("saga_events", "event_key", work.member_events & work.event_keys),
-        ("saga_identity", "identity_key", work.member_identities & result.identity.keys()),
-    ):
-        if members:
-            conn.execute(
-                f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?))", [sorted(members)]
-            )
     # Saga and Step fields are the table's columns, name for name.
     _bulk(
         conn, "sagas", {**_fields(Saga, result.sagas), "updated_ns": [now_ns] * len(result.sagas)}

@@ -44,6 +44,7 @@ def _clean(value: Any) -> Any:
 
 # Dates, dataclasses and the like go through ``default=str``, as with the standard library.
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_ORJSON_SORTED = _ORJSON_OPTIONS | orjson.OPT_SORT_KEYS
 
 
 def to_json(value: Any, sort_keys: bool = False) -> str:
@@ -55,9 +56,7 @@ def to_json(value: Any, sort_keys: bool = False) -> str:
     """
     try:
         text = orjson.dumps(
-            value,
-            default=str,
-            option=_ORJSON_OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _ORJSON_OPTIONS,
+            value, default=str, option=_ORJSON_SORTED if sort_keys else _ORJSON_OPTIONS
         )
     except TypeError:
         pass
@@ -251,10 +250,10 @@ def prepare_span_columns(spans: SpanColumns) -> PreparedBatch:
         values = [columns[name] for name, _, _ in SPAN_COLUMNS]
         table = _arrow(values, SPAN_COLUMNS, _SPAN_KEYS_SORTED)
         keys = list(zip(columns["trace_id"], columns["span_id"], strict=True))
-        if len(set(keys)) != len(keys):
-            # A request may repeat a span; keep the first, as for records.
-            first = {key: index for index, key in reversed(list(enumerate(keys)))}
-            table = table.take(sorted(first.values()))
+        rows = list(range(len(keys)))
+        kept = _unique(rows, keys.__getitem__)
+        if kept is not rows:
+            table = table.take(kept)
         prepared.spans = table
         prepared.trace_ids.update(columns["trace_id"])
     prepared.rejections = _rejections(spans.rejections)

@@ -11,8 +11,16 @@ import pytest
 from collector.analysis.config import SagaConfig
 from collector.analysis.model import Step
 from collector.analysis.stats import learn_stats
-from collector.runner import _DUE_TRACES, earliest_stall_ns, learn_from_store
-from collector.store.writer import migrate
+from collector.normalize.records import RecordBatch, SpanRecord
+from collector.runner import (
+    _DUE_TRACES,
+    analyze_working,
+    earliest_stall_ns,
+    gather,
+    learn_from_store,
+    materialize,
+)
+from collector.store.writer import Writer, migrate
 
 SECOND = 1_000_000_000
 
@@ -119,3 +127,58 @@ def test_a_declared_timeout_shorter_than_a_second_makes_sagas_due_sooner() -> No
         {"sagas": {"Order": {"steps": [{"name": "charge", "timeout": "200ms"}]}}}
     )
     assert earliest_stall_ns(config) == 200_000_000
+
+
+def _analyse_pass(writer: Writer, traces: set[str], config: SagaConfig) -> None:
+    cur = writer.cursor()
+    try:
+        work = gather(cur, traces, set(), config)
+    finally:
+        cur.close()
+    result = analyze_working(work, config, 10_000)
+    writer.run(lambda conn: materialize(conn, work, result, 10_000)).result(10)
+
+
+def _span(trace: str, span: str, attributes: dict[str, object]) -> SpanRecord:
+    return SpanRecord(
+        trace_id=trace * 32,
+        span_id=span * 16,
+        name="reserve_inventory",
+        start_ns=1_000,
+        end_ns=2_000,
+        attributes=attributes,
+        messaging_conversation_id=str(attributes.get("messaging.conversation_id", "")),
+    )
+
+
+def test_a_saga_whose_key_changes_leaves_no_rows_under_its_old_key(tmp_path: Path) -> None:
+    # First only a conversation id names the saga; a later record joins it to a saga.id,
+    # which wins as the key. The rows stored under the first key must all go.
+    config = SagaConfig()
+    writer = Writer(str(tmp_path / "k.duckdb")).start()
+    try:
+        first = RecordBatch(spans=[_span("a", "1", {"messaging.conversation_id": "c-1"})])
+        writer.submit(first).result(10)
+        _analyse_pass(writer, {"a" * 32}, config)
+        cur = writer.cursor()
+        (first_key,) = cur.execute("SELECT saga_key FROM sagas").fetchone() or ("",)
+        assert first_key and "c-1" in first_key
+
+        joined = {"messaging.conversation_id": "c-1", "saga.id": "order-7"}
+        writer.submit(RecordBatch(spans=[_span("b", "2", joined)])).result(10)
+        _analyse_pass(writer, {"b" * 32}, config)
+
+        sagas = cur.execute("SELECT saga_key FROM sagas").fetchall()
+        assert len(sagas) == 1 and sagas[0][0] != first_key and "order-7" in sagas[0][0]
+        for table in ("steps", "findings", "saga_traces", "saga_events", "saga_identity"):
+            rows = cur.execute(
+                f"SELECT count(*) FROM {table} WHERE saga_key = ?", [first_key]
+            ).fetchone()
+            assert rows == (0,), f"{table} keeps rows of the old saga key"
+        assert sorted(cur.execute("SELECT trace_id, saga_key FROM saga_traces").fetchall()) == [
+            ("a" * 32, sagas[0][0]),
+            ("b" * 32, sagas[0][0]),
+        ]
+        cur.close()
+    finally:
+        writer.close()
