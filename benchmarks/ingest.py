@@ -236,7 +236,9 @@ def analysis_health(url: str) -> dict[str, float]:
     return {
         "sagas": httpx.get(url + "/api/v1/sagas", params={"limit": 1}, timeout=30).json()["total"],
         "failures": metrics.get("sagalens_analysis_failures_total", 0.0),
-        "backlog": metrics.get("sagalens_analysis_dirty", 0.0),
+        "backlog": metrics.get("sagalens_analysis_backlog", 0.0),
+        "lag_s": metrics.get("sagalens_analysis_lag_seconds", 0.0),
+        "paused_s": metrics.get("sagalens_analysis_paused_seconds_total", 0.0),
     }
 
 

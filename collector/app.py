@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -52,7 +53,19 @@ class _Metrics(MetricsSource):
         )
         runner = self.collector.runner
         yield GaugeMetricFamily(
-            "sagalens_analysis_dirty", "Traces waiting for analysis", value=runner.backlog
+            "sagalens_analysis_backlog",
+            "Traces stored but not analysed yet",
+            value=runner.backlog(),
+        )
+        yield GaugeMetricFamily(
+            "sagalens_analysis_lag_seconds",
+            "How far the analysis is behind the latest commit",
+            value=runner.lag_seconds(),
+        )
+        yield CounterMetricFamily(
+            "sagalens_analysis_paused_seconds",
+            "Time analysis gave back to ingest while the writer was busy",
+            value=runner.paused_s,
         )
         yield CounterMetricFamily(
             "sagalens_analysis_runs", "Incremental analysis passes", value=runner.runs
@@ -92,7 +105,8 @@ def build_app(collector: Collector) -> Starlette:
         )
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+        text = await asyncio.to_thread(generate_latest, registry)  # the backlog is a query
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     routes = [
         Route("/v1/traces", traces, methods=["POST"]),

@@ -182,6 +182,15 @@ def _collector_options(fn: Any) -> Any:
     "threads of the collector's own process).",
 )
 @click.option(
+    "--analysis-share",
+    envvar="SAGALENS_ANALYSIS_SHARE",
+    type=click.FloatRange(min=0.01, max=1.0),
+    default=0.2,
+    show_default=True,
+    help="Share of the time analysis may take while ingest keeps the writer busy; the "
+    "backlog waits in the store meanwhile (1: no limit).",
+)
+@click.option(
     "--sweep-interval",
     envvar="SAGALENS_SWEEP_INTERVAL",
     type=float,
@@ -191,6 +200,7 @@ def _collector_options(fn: Any) -> Any:
 )
 def collector_cmd(
     decode_processes: int,
+    analysis_share: float,
     sweep_interval: float,
     db: str,
     host: str,
@@ -211,6 +221,7 @@ def collector_cmd(
         db, host, http_port, grpc_port, config, token, max_body, max_queue_rows, analysis
     )
     settings.sweep_interval_s = sweep_interval
+    settings.analysis_share = analysis_share
     settings.decode_processes = decode_processes
     try:
         settings.taps = [*(settings.config.pop("taps", None) or []), *map(tap_from_url, taps)]

@@ -28,6 +28,7 @@ from collector.analysis.stats import TERMINAL_SHARE, LearnedStats, TransitionSta
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.store.columns import to_json
 from collector.store.records_io import load_events, load_logs, load_spans
+from collector.store.writer import last_ingested_ns
 
 if TYPE_CHECKING:
     from collector.service import Collector
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("running", "stalled")
+MAX_PAUSE_S = 5.0  # the longest a pass waits for ingest (see AnalysisRunner._yield_to_ingest)
 
 
 @dataclass
@@ -147,9 +149,19 @@ def gather(
 
 
 def materialize(
-    conn: duckdb.DuckDBPyConnection, work: Working, result: AnalysisResult, now_ns: int
+    conn: duckdb.DuckDBPyConnection,
+    work: Working,
+    result: AnalysisResult,
+    now_ns: int,
+    progress: Progress | None = None,
 ) -> None:
-    """Replace the materialized rows of every saga this pass touched (inside a transaction)."""
+    """Replace the materialized rows of every saga this pass touched (inside a transaction).
+
+    With ``progress``, also record that the backlog is analysed up to it, in the same
+    transaction: a pass counts as done exactly when its results are stored.
+    """
+    if progress is not None:
+        save_progress(conn, progress)
     # Every stored saga has its row in ``sagas``; a key this pass made that is neither an
     # old saga nor there has nothing to replace, so the common case (new sagas) deletes
     # nothing. Each DELETE costs a table scan on the writer thread, which ingest waits for.
@@ -235,6 +247,65 @@ def materialize(
         {"from_trace": [a for a, _ in links], "to_trace": [b for _, b in links]},
         ignore_conflicts=True,
     )
+
+
+# The analysis backlog is every record stored after the progress mark, in the order
+# (ingested_ns, id): a trace id, or EVENT_PREFIX + event key for events. Each commit has its
+# own ingested_ns, so the mark moves commit by commit, and within a large commit id by id.
+EVENT_PREFIX = "event:"
+Progress = tuple[int, str]
+
+_BACKLOG_ROWS = """
+    SELECT ingested_ns AS ns, trace_id AS id FROM spans WHERE ingested_ns >= $ns
+    UNION ALL SELECT ingested_ns, trace_id FROM logs WHERE ingested_ns >= $ns AND trace_id <> ''
+    UNION ALL SELECT ingested_ns, trace_id FROM events WHERE ingested_ns >= $ns AND trace_id <> ''
+    UNION ALL SELECT ingested_ns, $prefix || event_key FROM events WHERE ingested_ns >= $ns
+"""
+# The first ``limit`` ids past the mark. The window up to the ingested_ns of the first
+# ``rows`` records past it keeps the sort small however long the backlog is (zone maps
+# skip what came before the mark; records past the window are not read beyond ns).
+_BACKLOG_SQL = f"""
+WITH backlog AS ({_BACKLOG_ROWS}),
+pending AS (SELECT ns, id FROM backlog WHERE ns > $ns OR id > $id),
+window_end AS (SELECT max(ns) AS ns FROM (SELECT ns FROM pending ORDER BY ns LIMIT $rows))
+SELECT DISTINCT p.ns, p.id FROM pending p, window_end w WHERE p.ns <= w.ns
+ORDER BY p.ns, p.id LIMIT $limit
+"""
+
+
+def load_progress(conn: duckdb.DuckDBPyConnection) -> Progress:
+    row = conn.execute("SELECT ingested_ns, record FROM analysis_progress").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, "")
+
+
+def save_progress(conn: duckdb.DuckDBPyConnection, progress: Progress) -> None:
+    conn.execute(
+        "UPDATE analysis_progress SET ingested_ns = ?, record = ? WHERE id = 1", list(progress)
+    )
+
+
+def next_backlog(
+    conn: duckdb.DuckDBPyConnection, after: Progress, limit: int
+) -> list[tuple[int, str]]:
+    """The next ``limit`` (ingested_ns, id) of the backlog past ``after``, in order."""
+    params = {
+        "ns": after[0],
+        "id": after[1],
+        "prefix": EVENT_PREFIX,
+        "rows": limit * 16,
+        "limit": limit,
+    }
+    return [(int(ns), str(i)) for ns, i in conn.execute(_BACKLOG_SQL, params).fetchall()]
+
+
+def backlog_traces(conn: duckdb.DuckDBPyConnection, after: Progress) -> int:
+    """How many traces have records past ``after`` (an estimate for /metrics)."""
+    row = conn.execute(
+        "SELECT count(DISTINCT trace_id) FROM spans WHERE ingested_ns > ? "
+        "OR (ingested_ns = ? AND trace_id > ?)",
+        [after[0], after[0], after[1]],
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _fields(cls: Any, items: list[Any]) -> dict[str, list[Any]]:
@@ -351,11 +422,13 @@ def rebuild(
     work.events = load_events(conn, events, [])
     now = data_now(conn) if now_ns is None else now_ns
     result = analyze_working(work, config, now)
+    # Everything stored is analysed: a collector opening this file has no backlog.
+    progress = (last_ingested_ns(conn) + 1, "")
     conn.execute("BEGIN")
     try:
         for table in ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity"):
             conn.execute(f"DELETE FROM {table}")
-        materialize(conn, work, result, now)
+        materialize(conn, work, result, now, progress)
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
@@ -363,14 +436,15 @@ def rebuild(
     return result
 
 
-def _take(items: set[str], limit: int) -> set[str]:
-    """Remove and return up to ``limit`` items from ``items``."""
-    if len(items) <= limit:
-        taken = set(items)
-        items.clear()
-        return taken
-    taken = {items.pop() for _ in range(limit)}
-    return taken
+def pause_after_pass(pass_seconds: float, writer_busy: float, share: float) -> float:
+    """How long analysis waits after a pass so that it takes ``share`` of the time.
+
+    Only while ingest keeps the writer busy (more than half of the time since the last
+    pass); otherwise analysis runs flat out. Never longer than ``MAX_PAUSE_S``.
+    """
+    if share >= 1 or writer_busy < 0.5:
+        return 0.0
+    return min(pass_seconds * (1 - share) / share, MAX_PAUSE_S)
 
 
 def earliest_stall_ns(config: SagaConfig) -> int:
@@ -401,36 +475,54 @@ class AnalysisRunner:
         self.collector = collector
         self.config = SagaConfig.from_dict(config.get("analysis", config) if config else {})
         self.clock = clock
-        self._dirty_traces: set[str] = set()
-        self._dirty_events: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
-        self._idle.set()
+        self._commits = 0  # commits seen, so a pass that found nothing knows it is current
         self.runs = 0
         self.failures = 0
         self.last_sweep = 0.0
         self.learned: LearnedStats | None = None
         self.max_pass_records = 250
+        self.progress: Progress = (0, "")
+        self.paused_s = 0.0  # time given back to ingest (see _yield_to_ingest)
+        self._busy_mark = (time.monotonic(), 0.0)  # (when, writer's commit seconds then)
+        self._writer_busy = 0.0  # share of the last second or more the writer was committing
 
-    @property
     def backlog(self) -> int:
-        return len(self._dirty_traces) + len(self._dirty_events)
+        """Traces stored but not analysed yet."""
+        cur = self.collector.writer.cursor()
+        try:
+            return backlog_traces(cur, self.progress)
+        finally:
+            cur.close()
+
+    def lag_seconds(self) -> float:
+        """How far behind the latest commit the analysis is (0 when it has caught up)."""
+        if self._idle.is_set():
+            return 0.0
+        return max(0, self.collector.writer.last_commit_ns - self.progress[0]) / 1e9
 
     def mark_dirty(self, info: CommitInfo) -> None:
         with self._lock:
-            self._dirty_traces |= info.trace_ids
-            self._dirty_events |= info.event_keys
+            self._commits += 1
             self._idle.clear()
         self._wake.set()
 
     def start(self) -> None:
+        cur = self.collector.writer.cursor()
+        try:
+            self.progress = load_progress(cur)
+        finally:
+            cur.close()
+        self._wake.set()  # a backlog left by the last run is picked up at once
         self._thread = threading.Thread(target=self._loop, name="sagalens-analysis", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the current pass; what is not analysed yet waits in the store."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -446,30 +538,61 @@ class AnalysisRunner:
             self._wake.wait(timeout=settings.analysis_interval_s)
             self._wake.clear()
             try:
-                self.run_once()
+                started = time.monotonic()
+                if self.run_once():
+                    self._yield_to_ingest(time.monotonic() - started)
                 if time.monotonic() - self.last_sweep >= settings.sweep_interval_s:
                     self.sweep()
             except Exception:
                 self.failures += 1
                 log.exception("analysis pass failed")
-        try:
-            self.run_once()
-        except Exception:
-            self.failures += 1
-            log.exception("final analysis pass failed")
 
-    def run_once(self) -> None:
+    def run_once(self) -> bool:
+        """Analyse the next bounded slice of the backlog; return whether there was one."""
+        if not self.collector.settings.analysis:
+            self._idle.set()
+            return False
         with self._lock:
-            # Bounded passes keep memory flat under sustained ingest; the rest waits its turn.
-            traces = _take(self._dirty_traces, self.max_pass_records)
-            events = _take(self._dirty_events, self.max_pass_records)
-        if traces or events:
-            self._analyse(traces, events)
-        with self._lock:
-            if not self._dirty_traces and not self._dirty_events:
-                self._idle.set()
-            else:
-                self._wake.set()
+            commits = self._commits
+        cur = self.collector.writer.cursor()
+        try:
+            # Bounded passes keep memory flat under sustained ingest; the rest waits its turn
+            # in the store, where it also outlives a restart.
+            pending = next_backlog(cur, self.progress, self.max_pass_records)
+        finally:
+            cur.close()
+        if not pending:
+            with self._lock:
+                if commits == self._commits:
+                    self._idle.set()
+            return False
+        traces = {i for _, i in pending if not i.startswith(EVENT_PREFIX)}
+        events = {i[len(EVENT_PREFIX) :] for _, i in pending if i.startswith(EVENT_PREFIX)}
+        self._analyse(traces, events, pending[-1])
+        self.progress = pending[-1]
+        self._wake.set()
+        return True
+
+    def _yield_to_ingest(self, pass_seconds: float) -> None:
+        """While ingest keeps the writer busy, take at most ``analysis_share`` of the time.
+
+        Analysis and ingest share the interpreter and the writer: a pass running flat out
+        slows ingest by about as much time as it takes. When the writer has been busy for
+        more than half of the time since the last pass, pause so that passes take their
+        share only; what waits meanwhile is in the store and is analysed when ingest eases.
+        """
+        committing = self.collector.writer.stats.commit_seconds_total
+        now = time.monotonic()
+        since, committing_before = self._busy_mark
+        # Over a second or more: one slow commit in a short window is not a busy writer.
+        if now - since >= 1.0:
+            self._writer_busy = (committing - committing_before) / (now - since)
+            self._busy_mark = (now, committing)
+        share = self.collector.settings.analysis_share
+        pause = pause_after_pass(pass_seconds, self._writer_busy, share)
+        if pause:
+            self.paused_s += pause
+            self._stop.wait(pause)
 
     def sweep(self) -> None:
         """Re-evaluate open sagas against the clock so stalls surface without new records."""
@@ -491,7 +614,9 @@ class AnalysisRunner:
                 return
             self._analyse(set(traces[i : i + step]), set(keys[i : i + step]))
 
-    def _analyse(self, traces: set[str], events: set[str]) -> None:
+    def _analyse(
+        self, traces: set[str], events: set[str], progress: Progress | None = None
+    ) -> None:
         cur = self.collector.writer.cursor()
         try:
             work = gather(cur, traces, events, self.config)
@@ -499,5 +624,7 @@ class AnalysisRunner:
             cur.close()
         now = self.clock()
         result = analyze_working(work, self.config, now, self.learned)
-        self.collector.writer.run(lambda conn: materialize(conn, work, result, now)).result()
+        self.collector.writer.run(
+            lambda conn: materialize(conn, work, result, now, progress)
+        ).result()
         self.runs += 1

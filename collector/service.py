@@ -88,6 +88,9 @@ class Settings:
     # throughput on two cores (benchmarks/ingest.py --decode-processes 2).
     decode_processes: int = DEFAULT_DECODE_PROCESSES
     analysis: bool = True
+    # While ingest keeps the writer busy, analysis passes take at most this share of the
+    # time; the rest of the backlog waits in the store (1: no limit).
+    analysis_share: float = 0.2
     analysis_interval_s: float = 0.5
     sweep_interval_s: float = 15.0
     config: dict[str, Any] = field(default_factory=dict)  # parsed --config file

@@ -201,15 +201,13 @@ def _unique(records: list[Any], key: Any) -> list[Any]:
 
 @dataclass(slots=True)
 class PreparedBatch:
-    """A request's records as Arrow tables, plus what the analysis needs to know it touched."""
+    """A request's records as Arrow tables, ready for the writer."""
 
     spans: pa.Table | None = None
     logs: pa.Table | None = None
     events: pa.Table | None = None
     rejections: list[tuple[str, str, str]] = field(default_factory=list)
     received: int = 0  # items offered, before in-request dedup
-    trace_ids: set[str] = field(default_factory=set)
-    event_keys: set[str] = field(default_factory=set)
 
     @property
     def rows(self) -> int:
@@ -230,14 +228,10 @@ def prepare_batch(batch: RecordBatch) -> PreparedBatch:
     events: list[EventRecord] = _unique(batch.events, lambda e: e.event_key)
     if spans:
         prepared.spans = _table(spans, SPAN_COLUMNS, _SPAN_KEYS_SORTED)
-        prepared.trace_ids.update(s.trace_id for s in spans)
     if logs:
         prepared.logs = _table(logs, LOG_COLUMNS)
-        prepared.trace_ids.update(r.trace_id for r in logs if r.trace_id)
     if events:
         prepared.events = _table(events, EVENT_COLUMNS)
-        prepared.event_keys.update(e.event_key for e in events)
-        prepared.trace_ids.update(e.trace_id for e in events if e.trace_id)
     prepared.rejections = _rejections(batch.rejections)
     return prepared
 
@@ -255,7 +249,6 @@ def prepare_span_columns(spans: SpanColumns) -> PreparedBatch:
         if kept is not rows:
             table = table.take(kept)
         prepared.spans = table
-        prepared.trace_ids.update(columns["trace_id"])
     prepared.rejections = _rejections(spans.rejections)
     return prepared
 

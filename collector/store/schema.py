@@ -200,6 +200,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX steps_saga ON steps (saga_key);
         """,
     ),
+    (
+        5,
+        # Records stored before this version were analysed as they arrived: none is pending.
+        "analysis progress kept in the store: the backlog survives a restart",
+        """
+        CREATE TABLE analysis_progress (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            ingested_ns BIGINT NOT NULL,
+            record VARCHAR NOT NULL
+        );
+        INSERT INTO analysis_progress SELECT 1, 1 + greatest(
+            coalesce((SELECT max(ingested_ns) FROM spans), 0),
+            coalesce((SELECT max(ingested_ns) FROM logs), 0),
+            coalesce((SELECT max(ingested_ns) FROM events), 0)
+        ), '';
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import duckdb
@@ -63,10 +63,9 @@ class WriteResult:
 
 @dataclass(slots=True)
 class CommitInfo:
-    """What one commit touched; the analysis scheduler uses it to find dirty sagas."""
+    """One commit that stored rows; it wakes the analysis, which reads them from the store."""
 
-    trace_ids: set[str] = field(default_factory=set)
-    event_keys: set[str] = field(default_factory=set)
+    ingested_ns: int = 0  # the commit's stamp on every row it stored
     rows: int = 0
 
 
@@ -107,6 +106,15 @@ def migrate(conn: duckdb.DuckDBPyConnection, upto: int | None = None) -> int:
             raise
         current = version
     return current
+
+
+def last_ingested_ns(conn: duckdb.DuckDBPyConnection) -> int:
+    """The latest commit's ingested_ns (0 for an empty store)."""
+    row = conn.execute(
+        "SELECT greatest((SELECT max(ingested_ns) FROM spans), (SELECT max(ingested_ns) FROM logs),"
+        " (SELECT max(ingested_ns) FROM events))"
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def _insert_sql(table: str, columns: list[tuple[str, Any, bool]], view: str) -> str:
@@ -235,6 +243,9 @@ class Writer:
         # host with the services it watches, so keep it small (it spills to disk beyond this).
         self.conn = duckdb.connect(path, config={"memory_limit": memory_limit})
         self.schema_version = migrate(self.conn)
+        # Each commit stamps its rows later than any before, even if the clock went back
+        # while the collector was down: the analysis reads its backlog in that order.
+        self._last_commit_ns = last_ingested_ns(self.conn)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> Writer:
@@ -257,6 +268,10 @@ class Writer:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A separate connection for readers in this process (MVCC snapshot reads)."""
         return self.conn.cursor()
+
+    @property
+    def last_commit_ns(self) -> int:
+        return self._last_commit_ns
 
     @property
     def pending_rows(self) -> int:
@@ -351,7 +366,7 @@ class Writer:
         now = self._last_commit_ns = max(time.time_ns(), self._last_commit_ns + 1)
         batches = [job.batch for job in jobs if job.batch is not None]
         results = [WriteResult(rejected=len(b.rejections)) for b in batches]
-        info = CommitInfo()
+        info = CommitInfo(ingested_ns=now)
         conn = self.conn
         try:
             conn.execute("BEGIN")
@@ -364,8 +379,6 @@ class Writer:
                 conn.executemany("INSERT INTO rejections VALUES (?, ?, ?, ?)", rejections)
             for batch, result in zip(batches, results, strict=True):
                 result.duplicates = batch.received - result.stored
-                info.trace_ids |= batch.trace_ids
-                info.event_keys |= batch.event_keys
                 info.rows += result.stored
             conn.execute("COMMIT")
         except Exception as exc:

@@ -339,3 +339,28 @@ def test_benchmark_batches_analyse_without_a_failed_pass(tmp_path: Path) -> None
         assert all(len(f["evidence"]) == 4 for f in unexpected)
         metrics = httpx.get(c.url + "/metrics").text
         assert "sagalens_analysis_failures_total 0.0" in metrics
+
+
+def _metric(c: RunningCollector, name: str) -> float:
+    for line in httpx.get(c.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def test_records_stored_while_analysis_was_off_are_analysed_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # The analysis backlog lives in the store, not in the collector's memory: what a
+    # collector stored but did not analyse (here: analysis off) is analysed by the next.
+    db = tmp_path / "restart.duckdb"
+    with running_collector(tmp_path, "--no-analysis", db=db) as c:
+        _send(c, "orders", _span("1" * 32, "1" * 16, "reserve_inventory", 0, _step("o-9", "a")))
+        _send(c, "payments", _span("2" * 32, "2" * 16, "charge_payment", 1, _step("o-9", "b")))
+        assert _metric(c, "sagalens_analysis_backlog") == 2
+        assert _sagas(c) == []
+    with running_collector(tmp_path, db=db) as c:
+        saga = wait_for(lambda: (rows := _sagas(c)) and rows[0])
+        assert sorted(saga["trace_ids"]) == ["1" * 32, "2" * 32]
+        assert wait_for(lambda: _metric(c, "sagalens_analysis_backlog") == 0)
+        assert _metric(c, "sagalens_analysis_lag_seconds") == 0

@@ -11,14 +11,27 @@ import pytest
 from collector.analysis.config import SagaConfig
 from collector.analysis.model import Step
 from collector.analysis.stats import learn_stats
-from collector.normalize.records import RecordBatch, SpanRecord
+from collector.normalize.records import (
+    EventRecord,
+    LogRecord,
+    RecordBatch,
+    SpanRecord,
+    finalize_event_key,
+)
 from collector.runner import (
     _DUE_TRACES,
+    EVENT_PREFIX,
+    MAX_PAUSE_S,
     analyze_working,
+    backlog_traces,
     earliest_stall_ns,
     gather,
     learn_from_store,
+    load_progress,
     materialize,
+    next_backlog,
+    pause_after_pass,
+    rebuild,
 )
 from collector.store.writer import Writer, migrate
 
@@ -182,3 +195,118 @@ def test_a_saga_whose_key_changes_leaves_no_rows_under_its_old_key(tmp_path: Pat
         cur.close()
     finally:
         writer.close()
+
+
+def _plain_span(trace_id: str, span_id: str) -> SpanRecord:
+    return SpanRecord(trace_id=trace_id, span_id=span_id, name="s", start_ns=1, end_ns=2)
+
+
+def _commit(writer: Writer, batch: RecordBatch) -> int:
+    """Store ``batch`` in one commit of its own; return that commit's ingested_ns."""
+    writer.submit(batch).result(10)
+    return writer.last_commit_ns
+
+
+def test_the_backlog_is_read_in_commit_order_and_each_record_once(tmp_path: Path) -> None:
+    writer = Writer(str(tmp_path / "b.duckdb")).start()
+    try:
+        # A commit larger than a pass, one with a log and an event, one that repeats a trace.
+        big = RecordBatch(spans=[_plain_span(f"{i:032x}", "1" * 16) for i in range(40)])
+        first = _commit(writer, big)
+        event = finalize_event_key(
+            EventRecord(
+                id="e-1", source="shop", type="OrderPlaced", transport="http", trace_id="f" * 32
+            )
+        )
+        log_record = LogRecord(record_id="l-1", time_ns=5, trace_id="e" * 32)
+        second = _commit(writer, RecordBatch(logs=[log_record], events=[event]))
+        third = _commit(writer, RecordBatch(spans=[_plain_span(f"{3:032x}", "2" * 16)]))
+        assert first < second < third
+
+        cur = writer.cursor()
+        seen: list[tuple[int, str]] = []
+        progress = (0, "")
+        while batch := next_backlog(cur, progress, limit=7):
+            assert len(batch) <= 7
+            seen += batch
+            progress = batch[-1]
+        assert seen == sorted(seen)
+        assert seen == [
+            *((first, f"{i:032x}") for i in range(40)),
+            *sorted(
+                [(second, "e" * 32), (second, "f" * 32), (second, EVENT_PREFIX + event.event_key)]
+            ),
+            (third, f"{3:032x}"),
+        ]
+        # Nothing past the last mark; one trace has spans past the one before it.
+        assert backlog_traces(cur, progress) == 0
+        assert backlog_traces(cur, seen[-2]) == 1
+        cur.close()
+    finally:
+        writer.close()
+
+
+def test_a_pass_records_its_progress_with_its_results(tmp_path: Path) -> None:
+    config = SagaConfig()
+    writer = Writer(str(tmp_path / "p.duckdb")).start()
+    try:
+        writer.submit(RecordBatch(spans=[_span("a", "1", {"saga.id": "order-1"})])).result(10)
+        cur = writer.cursor()
+        assert load_progress(cur) == (1, "")  # a fresh store: everything is pending
+        (pending,) = next_backlog(cur, (1, ""), limit=10)
+        work = gather(cur, {pending[1]}, set(), config)
+        result = analyze_working(work, config, 10_000)
+        writer.run(lambda conn: materialize(conn, work, result, 10_000, pending)).result(10)
+        assert load_progress(cur) == pending
+        assert next_backlog(cur, load_progress(cur), limit=10) == []
+        assert cur.execute("SELECT count(*) FROM sagas").fetchone() == (1,)
+
+        # A pass that fails stores neither its sagas nor its progress.
+        def failing(conn: duckdb.DuckDBPyConnection) -> None:
+            materialize(conn, work, result, 10_000, (pending[0] + 1, ""))
+            raise RuntimeError("disk full")
+
+        with pytest.raises(RuntimeError):
+            writer.run(failing).result(10)
+        assert load_progress(cur) == pending
+        cur.close()
+    finally:
+        writer.close()
+
+
+def test_a_rebuild_leaves_no_backlog(tmp_path: Path) -> None:
+    writer = Writer(str(tmp_path / "r.duckdb")).start()
+    try:
+        writer.submit(RecordBatch(spans=[_span("a", "1", {"saga.id": "order-1"})])).result(10)
+        writer.submit(RecordBatch(spans=[_span("b", "2", {"saga.id": "order-2"})])).result(10)
+    finally:
+        writer.close()
+    conn = duckdb.connect(str(tmp_path / "r.duckdb"))
+    rebuild(conn, SagaConfig())
+    assert next_backlog(conn, load_progress(conn), limit=10) == []
+    assert conn.execute("SELECT count(*) FROM sagas").fetchone() == (2,)
+
+
+def test_an_older_store_counts_what_it_holds_as_analysed(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "old.duckdb"))
+    assert migrate(conn, upto=4) == 4
+    conn.execute("INSERT INTO spans (trace_id, span_id, ingested_ns) VALUES ('a', 'b', 500)")
+    migrate(conn)
+    assert load_progress(conn) == (501, "")
+    assert next_backlog(conn, load_progress(conn), limit=10) == []
+
+
+@pytest.mark.parametrize(
+    ("pass_s", "busy", "share", "pause"),
+    [
+        (0.2, 0.9, 0.2, 0.8),  # a busy writer: the pass takes a fifth of the time
+        (0.2, 0.9, 0.5, 0.2),
+        (0.2, 0.3, 0.2, 0.0),  # ingest has room: analysis runs flat out
+        (0.2, 0.9, 1.0, 0.0),  # no limit
+        (30.0, 1.0, 0.1, MAX_PAUSE_S),  # never more than the cap
+    ],
+)
+def test_analysis_gives_ingest_its_share_only_while_the_writer_is_busy(
+    pass_s: float, busy: float, share: float, pause: float
+) -> None:
+    assert pause_after_pass(pass_s, busy, share) == pytest.approx(pause)

@@ -79,7 +79,13 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
         cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes()
         assert b"guest:guest@" not in cmdline  # the tap reaches the collector by environment
         if bus == "on RabbitMQ":  # the choreographed events reached sagalens through the tap
-            rows = httpx.get(api, params={"type": "OrderFulfillment"}, timeout=5).json()["sagas"]
+            # A saga's type can come with a later record: wait for one typed as such.
+            rows = wait_for(
+                lambda: httpx.get(api, params={"type": "OrderFulfillment"}, timeout=5).json()[
+                    "sagas"
+                ],
+                timeout=30,
+            )
             detail = httpx.get(f"{api}/{rows[0]['saga_key']}", timeout=5).json()
             assert {e["transport"] for e in detail["events"]} == {"amqp"}, detail["events"]
         page = httpx.get(f"http://127.0.0.1:{dash_port}/", timeout=10)
