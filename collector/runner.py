@@ -485,7 +485,7 @@ class AnalysisRunner:
         self.failures = 0
         self.last_sweep = 0.0
         self.learned: LearnedStats | None = None
-        self.max_pass_records = 250
+        self.max_pass_records = 1000
         self.progress: Progress = (0, "")
         self.paused_s = 0.0  # time given back to ingest (see _yield_to_ingest)
         self._busy_mark = (time.monotonic(), 0.0)  # (when, writer's commit seconds then)
