@@ -122,7 +122,9 @@ def main() -> None:
         print(f"{name:<46}{value:>12}   {target}")
     print(
         f"incremental run: {health['sagas']:,.0f} sagas materialized, "
-        f"{health['backlog']:,.0f} traces still waiting, {health['failures']:.0f} failed passes"
+        f"{health['backlog']:,.0f} traces still waiting (analysis {health['lag_s']:.1f} s "
+        f"behind, paused {health['paused_s']:.1f} s for ingest), "
+        f"{health['failures']:.0f} failed passes"
     )
     if health["failures"]:
         raise SystemExit("analysis passes failed: see the collector's log")

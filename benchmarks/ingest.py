@@ -351,7 +351,9 @@ def main() -> None:
     if not args.no_analysis:
         print(
             f"after the sustained run: {health['sagas']:,.0f} sagas materialized, "
-            f"{health['backlog']:,.0f} traces still waiting, "
+            f"{health['backlog']:,.0f} traces still waiting "
+            f"(analysis {health['lag_s']:.1f} s behind, paused {health['paused_s']:.1f} s "
+            "for ingest), "
             f"{health['failures']:.0f} failed analysis passes"
         )
         if health["failures"]:
