@@ -162,14 +162,7 @@ def api_routes(collector: Collector) -> list[Route]:
         return {"counts": reader.counts(), "status": reader.status_counts()}
 
     def overview(reader: Reader, request: Request) -> Any:
-        return {
-            "counts": reader.counts(),
-            "status": reader.status_counts(),
-            "throughput": reader.throughput(),
-            "durations": reader.duration_percentiles(),
-            "types": reader.saga_types(),
-            "services": reader.services(),
-        }
+        return reader.overview()
 
     def flow(reader: Reader, request: Request) -> Any:
         saga_type = request.path_params["saga_type"]

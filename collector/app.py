@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from collector.api import api_routes
 from collector.receivers import otlp_http
+from collector.store.queries import analysis_status
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -52,15 +53,20 @@ class _Metrics(MetricsSource):
             value=s.last_commit_seconds,
         )
         runner = self.collector.runner
+        cur = self.collector.writer.cursor()
+        try:
+            backlog = analysis_status(cur, runner.progress)
+        finally:
+            cur.close()
         yield GaugeMetricFamily(
             "sagalens_analysis_backlog",
             "Traces stored but not analysed yet",
-            value=runner.backlog(),
+            value=backlog["traces_waiting"],
         )
         yield GaugeMetricFamily(
             "sagalens_analysis_lag_seconds",
-            "How far the analysis is behind the latest commit",
-            value=runner.lag_seconds(),
+            "Ingest time the backlog spans: from its oldest commit to the latest",
+            value=backlog["behind_s"],
         )
         yield CounterMetricFamily(
             "sagalens_analysis_paused_seconds",

@@ -178,15 +178,7 @@ class DbSource:
         return {"findings": rows, "total": total}
 
     def overview(self) -> dict[str, Any]:
-        r = self.reader
-        return {
-            "counts": r.counts(),
-            "status": r.status_counts(),
-            "throughput": r.throughput(),
-            "durations": r.duration_percentiles(),
-            "types": r.saga_types(),
-            "services": r.services(),
-        }
+        return self.reader.overview()
 
     def flow(self, saga_type: str) -> dict[str, Any]:
         return self.reader.flow(saga_type)

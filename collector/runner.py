@@ -27,6 +27,7 @@ from collector.analysis.model import AnalysisResult, Saga, Step
 from collector.analysis.stats import TERMINAL_SHARE, LearnedStats, TransitionStats
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.store.columns import to_json
+from collector.store.queries import Progress, load_progress
 from collector.store.records_io import load_events, load_logs, load_spans
 from collector.store.writer import last_ingested_ns
 
@@ -253,7 +254,6 @@ def materialize(
 # (ingested_ns, id): a trace id, or EVENT_PREFIX + event key for events. Each commit has its
 # own ingested_ns, so the mark moves commit by commit, and within a large commit id by id.
 EVENT_PREFIX = "event:"
-Progress = tuple[int, str]
 
 _BACKLOG_ROWS = """
     SELECT ingested_ns AS ns, trace_id AS id FROM spans WHERE ingested_ns >= $ns
@@ -271,11 +271,6 @@ window_end AS (SELECT max(ns) AS ns FROM (SELECT ns FROM pending ORDER BY ns LIM
 SELECT DISTINCT p.ns, p.id FROM pending p, window_end w WHERE p.ns <= w.ns
 ORDER BY p.ns, p.id LIMIT $limit
 """
-
-
-def load_progress(conn: duckdb.DuckDBPyConnection) -> Progress:
-    row = conn.execute("SELECT ingested_ns, record FROM analysis_progress").fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, "")
 
 
 def save_progress(conn: duckdb.DuckDBPyConnection, progress: Progress) -> None:
@@ -296,16 +291,6 @@ def next_backlog(
         "limit": limit,
     }
     return [(int(ns), str(i)) for ns, i in conn.execute(_BACKLOG_SQL, params).fetchall()]
-
-
-def backlog_traces(conn: duckdb.DuckDBPyConnection, after: Progress) -> int:
-    """How many traces have records past ``after`` (an estimate for /metrics)."""
-    row = conn.execute(
-        "SELECT count(DISTINCT trace_id) FROM spans WHERE ingested_ns > ? "
-        "OR (ingested_ns = ? AND trace_id > ?)",
-        [after[0], after[0], after[1]],
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _fields(cls: Any, items: list[Any]) -> dict[str, list[Any]]:
@@ -490,20 +475,6 @@ class AnalysisRunner:
         self.paused_s = 0.0  # time given back to ingest (see _yield_to_ingest)
         self._busy_mark = (time.monotonic(), 0.0)  # (when, writer's commit seconds then)
         self._writer_busy = 0.0  # share of the last second or more the writer was committing
-
-    def backlog(self) -> int:
-        """Traces stored but not analysed yet."""
-        cur = self.collector.writer.cursor()
-        try:
-            return backlog_traces(cur, self.progress)
-        finally:
-            cur.close()
-
-    def lag_seconds(self) -> float:
-        """How far behind the latest commit the analysis is (0 when it has caught up)."""
-        if self._idle.is_set():
-            return 0.0
-        return max(0, self.collector.writer.last_commit_ns - self.progress[0]) / 1e9
 
     def mark_dirty(self, info: CommitInfo) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from collector.client import SourceError
 from dashboard import data
-from dashboard.format import STATUS_LABELS, display_key, shorten, status_label
+from dashboard.format import STATUS_LABELS, display_key, format_duration, shorten, status_label
 
 REFRESH_SECONDS = 10
 _BADGE = {
@@ -109,6 +109,24 @@ def empty_store_hint() -> None:
             f"{s.db}` or run a collector on it.",
             icon=":material/inbox:",
         )
+
+
+def analysis_notice(analysis: dict[str, Any] | None) -> None:
+    """Say when stored traces wait for analysis: recent sagas may be missing or partial."""
+    waiting = int((analysis or {}).get("traces_waiting", 0))
+    if not waiting:
+        return
+    behind_s = float((analysis or {}).get("behind_s", 0.0))
+    text = f"{waiting:,} stored trace{'' if waiting == 1 else 's'} not analysed yet"
+    if behind_s >= 10:
+        st.warning(
+            f"**Analysis is behind ingest**: {text}, spanning "
+            f"{format_duration(behind_s * 1e9)} of ingest. Recent sagas may be missing or "
+            "incomplete; the analysis catches up as ingest eases.",
+            icon=":material/hourglass_top:",
+        )
+    else:
+        st.caption(f":material/hourglass_top: {text}.")
 
 
 def badge(status: str) -> None:

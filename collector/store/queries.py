@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from collector.analysis.model import FINDING_KINDS, SAGA_STATUSES
+from collector.store.writer import last_ingested_ns
 
 
 class QueryError(ValueError):
@@ -127,6 +128,35 @@ def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         item.pop("ingested_ns", None)
         out.append(item)
     return out
+
+
+# How far the analysis has got: records stored after this (ingested_ns, id) mark wait for it
+# (see collector/runner.py, which moves the mark).
+Progress = tuple[int, str]
+
+
+def load_progress(conn: duckdb.DuckDBPyConnection) -> Progress:
+    row = conn.execute("SELECT ingested_ns, record FROM analysis_progress").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, "")
+
+
+def analysis_status(
+    conn: duckdb.DuckDBPyConnection, after: Progress | None = None
+) -> dict[str, Any]:
+    """Traces stored but not analysed yet, and how much ingest time they span.
+
+    ``behind_s`` runs from the oldest waiting span's commit to the latest commit: 0 when
+    the analysis has caught up, growing while ingest outruns it.
+    """
+    ns, record = load_progress(conn) if after is None else after
+    row = conn.execute(
+        "SELECT count(DISTINCT trace_id), min(ingested_ns) FROM spans "
+        "WHERE ingested_ns > ? OR (ingested_ns = ? AND trace_id > ?)",
+        [ns, ns, record],
+    ).fetchone()
+    waiting, oldest = (int(row[0]), row[1]) if row else (0, None)
+    behind = (last_ingested_ns(conn) - int(oldest)) / 1e9 if waiting and oldest else 0.0
+    return {"traces_waiting": waiting, "behind_s": behind}
 
 
 class Reader:
@@ -265,6 +295,18 @@ class Reader:
         return rows, total
 
     # -- aggregates for the overview and flow pages ---------------------------------------
+    def overview(self) -> dict[str, Any]:
+        """Everything the overview page shows, in one answer."""
+        return {
+            "counts": self.counts(),
+            "status": self.status_counts(),
+            "throughput": self.throughput(),
+            "durations": self.duration_percentiles(),
+            "types": self.saga_types(),
+            "services": self.services(),
+            "analysis": analysis_status(self.conn),
+        }
+
     def status_counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, count(*) FROM sagas GROUP BY status").fetchall()
         return {s: int(n) for s, n in rows}

@@ -26,6 +26,7 @@ def body() -> None:
     with ui.guarded():
         ov = data.overview(s)
     counts, status = ov["counts"], ov["status"]
+    ui.analysis_notice(ov.get("analysis"))
     if not counts["sagas"]:
         ui.empty_store_hint()
         st.caption(

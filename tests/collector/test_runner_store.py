@@ -23,16 +23,15 @@ from collector.runner import (
     EVENT_PREFIX,
     MAX_PAUSE_S,
     analyze_working,
-    backlog_traces,
     earliest_stall_ns,
     gather,
     learn_from_store,
-    load_progress,
     materialize,
     next_backlog,
     pause_after_pass,
     rebuild,
 )
+from collector.store.queries import analysis_status, load_progress
 from collector.store.writer import Writer, migrate
 
 SECOND = 1_000_000_000
@@ -239,8 +238,14 @@ def test_the_backlog_is_read_in_commit_order_and_each_record_once(tmp_path: Path
             (third, f"{3:032x}"),
         ]
         # Nothing past the last mark; one trace has spans past the one before it.
-        assert backlog_traces(cur, progress) == 0
-        assert backlog_traces(cur, seen[-2]) == 1
+        assert analysis_status(cur, progress) == {"traces_waiting": 0, "behind_s": 0.0}
+        # One trace has spans past the mark before the last: they span two commits.
+        assert analysis_status(cur, seen[-2]) == {
+            "traces_waiting": 1,
+            "behind_s": 0.0,  # the waiting span is the latest commit's own
+        }
+        status = analysis_status(cur, (first, f"{38:032x}"))
+        assert status == {"traces_waiting": 2, "behind_s": (third - first) / 1e9}
         cur.close()
     finally:
         writer.close()

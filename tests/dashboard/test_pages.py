@@ -346,3 +346,33 @@ def test_audit_log_page_offline_names_an_altered_entry(
     assert "The audit log does not verify." in text
     assert "audit log: record 2 (finding.acknowledged by mallory) was altered" in text
     assert list(at.dataframe[0].value["actor"])[-2:] == ["mallory", "root"]
+
+
+def test_overview_says_when_stored_traces_wait_for_analysis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A collector run without analysis stores traces the analysis has not seen yet.
+    with running_collector(tmp_path, "--no-analysis") as c:
+        r = httpx.post(c.url + "/v1/traces", json=sample_sagas(time.time_ns()), timeout=10)
+        assert r.status_code == 200, r.text
+        at = _app(monkeypatch, c.url)
+        assert not at.exception
+        waiting = c.get("/api/v1/overview")["analysis"]["traces_waiting"]
+        assert waiting > 1
+        assert f"{waiting} stored traces not analysed yet" in _text(at)
+        assert not at.warning  # ingest has not outrun the analysis by much yet
+    # Offline, on a file whose waiting records span a minute of ingest: a warning.
+    db = c.db
+    conn = duckdb.connect(str(db))
+    conn.execute(
+        "UPDATE spans SET ingested_ns = ingested_ns - 60_000_000_000 "
+        "WHERE trace_id = (SELECT min(trace_id) FROM spans)"
+    )
+    conn.close()
+    monkeypatch.delenv("SAGALENS_COLLECTOR", raising=False)
+    monkeypatch.setenv("SAGALENS_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    (warning,) = at.warning
+    assert "Analysis is behind ingest" in warning.value
+    assert f"{waiting} stored traces not analysed yet, spanning 1m 00s of ingest" in warning.value
