@@ -16,7 +16,12 @@ from urllib.parse import urlencode
 import click
 
 from collector.client import SourceError, open_source
-from collector.service import DEFAULT_DECODE_PROCESSES, DEFAULT_MAX_BODY, Settings
+from collector.service import (
+    DEFAULT_ANALYSIS_SHARE,
+    DEFAULT_DECODE_PROCESSES,
+    DEFAULT_MAX_BODY,
+    Settings,
+)
 
 if TYPE_CHECKING:
     from dashboard.report import ReportMeta
@@ -185,7 +190,7 @@ def _collector_options(fn: Any) -> Any:
     "--analysis-share",
     envvar="SAGALENS_ANALYSIS_SHARE",
     type=click.FloatRange(min=0.01, max=1.0),
-    default=0.2,
+    default=DEFAULT_ANALYSIS_SHARE,
     show_default=True,
     help="Share of the time analysis may take while ingest keeps the writer busy; the "
     "backlog waits in the store meanwhile (1: no limit).",

@@ -287,7 +287,7 @@ def next_backlog(
         "ns": after[0],
         "id": after[1],
         "prefix": EVENT_PREFIX,
-        "rows": limit * 16,
+        "rows": limit * 16,  # a trace has many records: enough rows for ``limit`` ids
         "limit": limit,
     }
     return [(int(ns), str(i)) for ns, i in conn.execute(_BACKLOG_SQL, params).fetchall()]
@@ -424,8 +424,8 @@ def rebuild(
 def pause_after_pass(pass_seconds: float, writer_busy: float, share: float) -> float:
     """How long analysis waits after a pass so that it takes ``share`` of the time.
 
-    Only while ingest keeps the writer busy (more than half of the time since the last
-    pass); otherwise analysis runs flat out. Never longer than ``MAX_PAUSE_S``.
+    Only while ingest keeps the writer busy (``writer_busy``, its committing share of the
+    last second or more, above a half); otherwise analysis runs flat out. Never longer than ``MAX_PAUSE_S``.
     """
     if share >= 1 or writer_busy < 0.5:
         return 0.0
@@ -549,7 +549,7 @@ class AnalysisRunner:
 
         Analysis and ingest share the interpreter and the writer: a pass running flat out
         slows ingest by about as much time as it takes. When the writer has been busy for
-        more than half of the time since the last pass, pause so that passes take their
+        more than half of the last second or more, pause so that passes take their
         share only; what waits meanwhile is in the store and is analysed when ingest eases.
         """
         committing = self.collector.writer.stats.commit_seconds_total

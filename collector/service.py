@@ -26,6 +26,8 @@ from collector.store.writer import Writer
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_DECODE_PROCESSES = 0
+# While ingest keeps the writer busy, analysis passes take at most this share of the time.
+DEFAULT_ANALYSIS_SHARE = 0.2
 
 log = logging.getLogger("sagalens")
 
@@ -88,9 +90,8 @@ class Settings:
     # throughput on two cores (benchmarks/ingest.py --decode-processes 2).
     decode_processes: int = DEFAULT_DECODE_PROCESSES
     analysis: bool = True
-    # While ingest keeps the writer busy, analysis passes take at most this share of the
-    # time; the rest of the backlog waits in the store (1: no limit).
-    analysis_share: float = 0.2
+    # See DEFAULT_ANALYSIS_SHARE; the rest of the backlog waits in the store (1: no limit).
+    analysis_share: float = DEFAULT_ANALYSIS_SHARE
     analysis_interval_s: float = 0.5
     sweep_interval_s: float = 15.0
     config: dict[str, Any] = field(default_factory=dict)  # parsed --config file

@@ -113,10 +113,11 @@ def empty_store_hint() -> None:
 
 def analysis_notice(analysis: dict[str, Any] | None) -> None:
     """Say when stored traces wait for analysis: recent sagas may be missing or partial."""
-    waiting = int((analysis or {}).get("traces_waiting", 0))
+    analysis = analysis or {}
+    waiting = int(analysis.get("traces_waiting", 0))
     if not waiting:
         return
-    behind_s = float((analysis or {}).get("behind_s", 0.0))
+    behind_s = float(analysis.get("behind_s", 0.0))
     text = f"{waiting:,} stored trace{'' if waiting == 1 else 's'} not analysed yet"
     if behind_s >= 10:
         st.warning(

@@ -65,7 +65,6 @@ class WriteResult:
 class CommitInfo:
     """One commit that stored rows; it wakes the analysis, which reads them from the store."""
 
-    ingested_ns: int = 0  # the commit's stamp on every row it stored
     rows: int = 0
 
 
@@ -366,7 +365,7 @@ class Writer:
         now = self._last_commit_ns = max(time.time_ns(), self._last_commit_ns + 1)
         batches = [job.batch for job in jobs if job.batch is not None]
         results = [WriteResult(rejected=len(b.rejections)) for b in batches]
-        info = CommitInfo(ingested_ns=now)
+        info = CommitInfo()
         conn = self.conn
         try:
             conn.execute("BEGIN")
