@@ -154,7 +154,7 @@ def import_into_db(
     import duckdb
 
     from collector.analysis.config import SagaConfig
-    from collector.runner import rebuild
+    from collector.rebuild import rebuild
     from collector.store.writer import Writer
 
     saga_config = SagaConfig.from_dict(config)

@@ -29,7 +29,6 @@ from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.store.columns import to_json
 from collector.store.queries import Progress, load_progress
 from collector.store.records_io import load_events, load_logs, load_spans
-from collector.store.writer import last_ingested_ns
 
 if TYPE_CHECKING:
     from collector.service import Collector
@@ -149,14 +148,79 @@ def gather(
     return w
 
 
-def materialize(
+def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[str, pa.Table]:
+    """The rows a pass stores, as Arrow tables named after their tables (pure).
+
+    Built by the analysis thread (or a rebuild's worker process), so the writer thread,
+    which ingest waits for, only deletes and inserts. Findings carry their detection time
+    here; :func:`store_results` keeps the first one of findings that persist.
+    """
+    tables: dict[str, pa.Table] = {}
+    # Saga and Step fields are the table's columns, name for name.
+    sagas = _fields(Saga, result.sagas)
+    sagas["updated_ns"] = [now_ns] * len(result.sagas)
+    tables["sagas"] = pa.table(sagas)
+    # Flow queries group steps by saga type and by the step that came next: both are stored.
+    steps = _fields(Step, result.steps)
+    type_of = {s.saga_key: s.saga_type for s in result.sagas}
+    after = {(s.saga_key, s.seq): s.name for s in result.steps}
+    steps["saga_type"] = [type_of.get(k, "") for k in steps["saga_key"]]
+    steps["next_step"] = [
+        after.get((k, seq + 1)) for k, seq in zip(steps["saga_key"], steps["seq"], strict=True)
+    ]
+    tables["steps"] = pa.table(steps)
+    findings = result.findings
+    tables["findings"] = pa.table(
+        {
+            "finding_id": [f.finding_id for f in findings],
+            "saga_key": [f.saga_key for f in findings],
+            "kind": [f.kind for f in findings],
+            "severity": [f.severity for f in findings],
+            "step": [f.step for f in findings],
+            "explanation": [f.explanation for f in findings],
+            "evidence": [f.evidence for f in findings],
+            "detected_ns": [f.detected_ns for f in findings],
+            "details": [to_json(f.details) for f in findings],
+        }
+    )
+    traces: dict[str, str] = {}
+    events: dict[str, str] = {}
+    for ref, key in result.membership.items():
+        kind, _, rest = ref.partition(":")
+        if kind == "span":
+            traces.setdefault(rest.partition(":")[0], key)
+        elif kind == "event":
+            events.setdefault(rest, key)
+    tables["saga_traces"] = pa.table({"trace_id": list(traces), "saga_key": list(traces.values())})
+    tables["saga_events"] = pa.table({"event_key": list(events), "saga_key": list(events.values())})
+    tables["saga_identity"] = pa.table(
+        {"identity_key": list(result.identity), "saga_key": list(result.identity.values())}
+    )
+    links = sorted(
+        {
+            (s.trace_id, link["trace_id"])
+            for s in work.spans
+            for link in s.links
+            if link.get("trace_id") and link["trace_id"] != s.trace_id
+        }
+    )
+    tables["trace_links"] = pa.table(
+        {"from_trace": [a for a, _ in links], "to_trace": [b for _, b in links]}
+    )
+    return tables
+
+
+# Tables that belong to sagas: a pass replaces the rows of every saga it touched.
+SAGA_TABLES = ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity")
+
+
+def store_results(
     conn: duckdb.DuckDBPyConnection,
-    work: Working,
-    result: AnalysisResult,
-    now_ns: int,
+    tables: dict[str, pa.Table],
+    old_sagas: set[str],
     progress: Progress | None = None,
 ) -> None:
-    """Replace the materialized rows of every saga this pass touched (inside a transaction).
+    """Replace the stored rows of every saga in ``tables`` or ``old_sagas`` (in a transaction).
 
     With ``progress``, also record that the backlog is analysed up to it, in the same
     transaction: a pass counts as done exactly when its results are stored.
@@ -166,11 +230,11 @@ def materialize(
     # Every stored saga has its row in ``sagas``; a key this pass made that is neither an
     # old saga nor there has nothing to replace, so the common case (new sagas) deletes
     # nothing. Each DELETE costs a table scan on the writer thread, which ingest waits for.
-    fresh = sorted({s.saga_key for s in result.sagas} - work.old_sagas)
+    fresh = sorted(set(tables["sagas"].column("saga_key").to_pylist()) - old_sagas)
     existing = _unnest(
         conn, "SELECT saga_key FROM sagas WHERE saga_key IN (SELECT unnest(?))", fresh
     )
-    stale = sorted(work.old_sagas | {r[0] for r in existing})
+    stale = sorted(old_sagas | {r[0] for r in existing})
     # Keep first detection time and acknowledgements of findings that persist.
     kept: dict[str, tuple[Any, Any, Any]] = {
         r[0]: (r[1], r[2], r[3])
@@ -184,70 +248,35 @@ def materialize(
     # This also drops the old membership rows of records whose saga changed key: gather
     # put every saga owning a membership row of this pass's traces, events or identity
     # keys into ``old_sagas``.
-    for table in ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity"):
-        if stale:
+    if stale:
+        for table in SAGA_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE saga_key IN (SELECT unnest(?))", [stale])
-    # Saga and Step fields are the table's columns, name for name.
-    _bulk(
-        conn, "sagas", {**_fields(Saga, result.sagas), "updated_ns": [now_ns] * len(result.sagas)}
-    )
-    # Flow queries group steps by saga type and by the step that came next: both are stored.
-    steps = _fields(Step, result.steps)
-    type_of = {s.saga_key: s.saga_type for s in result.sagas}
-    after = {(s.saga_key, s.seq): s.name for s in result.steps}
-    steps["saga_type"] = [type_of.get(k, "") for k in steps["saga_key"]]
-    steps["next_step"] = [
-        after.get((k, seq + 1)) for k, seq in zip(steps["saga_key"], steps["seq"], strict=True)
-    ]
-    _bulk(conn, "steps", steps)
-    findings = result.findings
-    previous = [kept.get(f.finding_id, (f.detected_ns, None, None)) for f in findings]
-    _bulk(
-        conn,
-        "findings",
-        {
-            "finding_id": [f.finding_id for f in findings],
-            "saga_key": [f.saga_key for f in findings],
-            "kind": [f.kind for f in findings],
-            "severity": [f.severity for f in findings],
-            "step": [f.step for f in findings],
-            "explanation": [f.explanation for f in findings],
-            "evidence": [f.evidence for f in findings],
-            "detected_ns": [p[0] for p in previous],
-            "details": [to_json(f.details) for f in findings],
-            "acknowledged_ns": [p[1] for p in previous],
-            "acknowledged_by": [p[2] for p in previous],
-        },
-    )
-    traces: dict[str, str] = {}
-    events: dict[str, str] = {}
-    for ref, key in result.membership.items():
-        kind, _, rest = ref.partition(":")
-        if kind == "span":
-            traces.setdefault(rest.partition(":")[0], key)
-        elif kind == "event":
-            events.setdefault(rest, key)
-    _bulk(conn, "saga_traces", {"trace_id": list(traces), "saga_key": list(traces.values())})
-    _bulk(conn, "saga_events", {"event_key": list(events), "saga_key": list(events.values())})
-    _bulk(
-        conn,
-        "saga_identity",
-        {"identity_key": list(result.identity), "saga_key": list(result.identity.values())},
-    )
-    links = sorted(
-        {
-            (s.trace_id, link["trace_id"])
-            for s in work.spans
-            for link in s.links
-            if link.get("trace_id") and link["trace_id"] != s.trace_id
-        }
-    )
-    _bulk(
-        conn,
-        "trace_links",
-        {"from_trace": [a for a, _ in links], "to_trace": [b for _, b in links]},
-        ignore_conflicts=True,
-    )
+    findings = tables["findings"]
+    if kept and findings.num_rows:
+        ids = findings.column("finding_id").to_pylist()
+        detected = findings.column("detected_ns").to_pylist()
+        previous = [kept.get(i, (d, None, None)) for i, d in zip(ids, detected, strict=True)]
+        findings = findings.set_column(
+            findings.schema.get_field_index("detected_ns"),
+            "detected_ns",
+            pa.array([p[0] for p in previous], pa.int64()),
+        )
+        findings = findings.append_column(
+            "acknowledged_ns", pa.array([p[1] for p in previous], pa.int64())
+        ).append_column("acknowledged_by", pa.array([p[2] for p in previous], pa.string()))
+    for name, table in tables.items():
+        _bulk(conn, name, findings if name == "findings" else table, name == "trace_links")
+
+
+def materialize(
+    conn: duckdb.DuckDBPyConnection,
+    work: Working,
+    result: AnalysisResult,
+    now_ns: int,
+    progress: Progress | None = None,
+) -> None:
+    """Replace the materialized rows of every saga this pass touched (inside a transaction)."""
+    store_results(conn, result_tables(work, result, now_ns), work.old_sagas, progress)
 
 
 # The analysis backlog is every record stored after the progress mark, in the order
@@ -298,19 +327,15 @@ def _fields(cls: Any, items: list[Any]) -> dict[str, list[Any]]:
 
 
 def _bulk(
-    conn: duckdb.DuckDBPyConnection,
-    table: str,
-    columns: dict[str, list[Any]],
-    ignore_conflicts: bool = False,
+    conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ignore_conflicts: bool = False
 ) -> None:
-    """Insert column lists through Arrow: one statement instead of one per row."""
-    if not columns or not next(iter(columns.values())):
+    """Insert an Arrow table's rows: one statement instead of one per row."""
+    if not data.num_rows:
         return
-    data = pa.table(columns)
     view = f"_bulk_{table}"
     conn.register(view, data)
     try:
-        names = ", ".join(columns)
+        names = ", ".join(data.column_names)
         conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
         conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {view}{conflict}")
     finally:
@@ -386,39 +411,6 @@ def data_now(conn: duckdb.DuckDBPyConnection) -> int:
         "(SELECT max(time_ns) FROM logs), (SELECT max(greatest(time_ns, received_ns)) FROM events))"
     ).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
-
-
-def rebuild(
-    conn: duckdb.DuckDBPyConnection, config: SagaConfig, now_ns: int | None = None
-) -> AnalysisResult:
-    """Full rebuild over everything stored (offline import, benchmarks), in one transaction."""
-    traces = [r[0] for r in conn.execute("SELECT DISTINCT trace_id FROM spans").fetchall()]
-    traces += [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT trace_id FROM events WHERE trace_id <> '' "
-            "AND trace_id NOT IN (SELECT trace_id FROM spans)"
-        ).fetchall()
-    ]
-    events = [r[0] for r in conn.execute("SELECT event_key FROM events").fetchall()]
-    work = Working(trace_ids=set(traces), event_keys=set(events))
-    work.spans = load_spans(conn, traces)
-    work.logs = load_logs(conn, traces)
-    work.events = load_events(conn, events, [])
-    now = data_now(conn) if now_ns is None else now_ns
-    result = analyze_working(work, config, now)
-    # Everything stored is analysed: a collector opening this file has no backlog.
-    progress = (last_ingested_ns(conn) + 1, "")
-    conn.execute("BEGIN")
-    try:
-        for table in ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity"):
-            conn.execute(f"DELETE FROM {table}")
-        materialize(conn, work, result, now, progress)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
-    return result
 
 
 def pause_after_pass(pass_seconds: float, writer_busy: float, share: float) -> float:
@@ -595,7 +587,8 @@ class AnalysisRunner:
             cur.close()
         now = self.clock()
         result = analyze_working(work, self.config, now, self.learned)
+        tables = result_tables(work, result, now)
         self.collector.writer.run(
-            lambda conn: materialize(conn, work, result, now, progress)
+            lambda conn: store_results(conn, tables, work.old_sagas, progress)
         ).result()
         self.runs += 1

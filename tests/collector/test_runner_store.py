@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from collector.normalize.records import (
     SpanRecord,
     finalize_event_key,
 )
+from collector.rebuild import gc_paused, rebuild
 from collector.runner import (
     _DUE_TRACES,
     EVENT_PREFIX,
@@ -29,7 +32,6 @@ from collector.runner import (
     materialize,
     next_backlog,
     pause_after_pass,
-    rebuild,
 )
 from collector.store.queries import analysis_status, load_progress
 from collector.store.writer import Writer, migrate
@@ -141,14 +143,16 @@ def test_a_declared_timeout_shorter_than_a_second_makes_sagas_due_sooner() -> No
     assert earliest_stall_ns(config) == 200_000_000
 
 
-def _analyse_pass(writer: Writer, traces: set[str], config: SagaConfig) -> None:
+def _analyse_pass(
+    writer: Writer, traces: set[str], config: SagaConfig, now_ns: int = 10_000
+) -> None:
     cur = writer.cursor()
     try:
         work = gather(cur, traces, set(), config)
     finally:
         cur.close()
-    result = analyze_working(work, config, 10_000)
-    writer.run(lambda conn: materialize(conn, work, result, 10_000)).result(10)
+    result = analyze_working(work, config, now_ns)
+    writer.run(lambda conn: materialize(conn, work, result, now_ns)).result(10)
 
 
 def _span(trace: str, span: str, attributes: dict[str, object]) -> SpanRecord:
@@ -315,3 +319,62 @@ def test_analysis_gives_ingest_its_share_only_while_the_writer_is_busy(
     pass_s: float, busy: float, share: float, pause: float
 ) -> None:
     assert pause_after_pass(pass_s, busy, share) == pytest.approx(pause)
+
+
+def test_a_finding_that_persists_keeps_its_first_detection_and_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    config = SagaConfig()
+    writer = Writer(str(tmp_path / "f.duckdb")).start()
+    saga = {"saga.id": "order-7"}
+    try:
+        # Stock reserved, then the charge failed: the release never ran.
+        failed = dataclasses.replace(
+            _span("a", "2", saga), name="charge_payment", start_ns=3_000, end_ns=4_000
+        )
+        failed.status_code = 2
+        writer.submit(RecordBatch(spans=[_span("a", "1", saga), failed])).result(10)
+        hour = 3600 * SECOND  # long past any stall threshold: the release is missing
+        _analyse_pass(writer, {"a" * 32}, config, now_ns=hour)
+        cur = writer.cursor()
+        (finding_id, detected) = cur.execute(
+            "SELECT finding_id, detected_ns FROM findings WHERE kind = 'missing_compensation'"
+        ).fetchone() or (None, None)
+        assert detected == hour
+        writer.run(
+            lambda conn: conn.execute(
+                "UPDATE findings SET acknowledged_ns = 11_000, acknowledged_by = 'ops' "
+                "WHERE finding_id = ?",
+                [finding_id],
+            )
+        ).result(10)
+        # A later record of the same saga: the pass replaces its rows, the finding stays.
+        later = dataclasses.replace(
+            _span("b", "3", saga), name="notify_customer", start_ns=5_000, end_ns=6_000
+        )
+        writer.submit(RecordBatch(spans=[later])).result(10)
+        _analyse_pass(writer, {"b" * 32}, config, now_ns=2 * hour)
+        rows = cur.execute(
+            "SELECT finding_id, detected_ns, acknowledged_ns, acknowledged_by FROM findings "
+            "WHERE kind = 'missing_compensation'"
+        ).fetchall()
+        assert rows == [(finding_id, hour, 11_000, "ops")]
+        assert cur.execute("SELECT step_count FROM sagas").fetchall() == [(3,)]
+        cur.close()
+    finally:
+        writer.close()
+
+
+def test_gc_paused_holds_the_collector_and_restores_what_it_found() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a failing batch")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
