@@ -1,7 +1,7 @@
 """Analysis benchmark: full rebuild over a stored population, and the incremental cost on ingest.
 
 1. Stores a seeded population (default 100k sagas, ~10 spans each: about 1M spans) in a fresh
-   DuckDB file, then times ``collector.runner.rebuild`` (load + analyse + materialize).
+   DuckDB file, then times ``collector.rebuild.rebuild`` (load + analyse + store).
 2. Drives a real collector with the ingest benchmark's batches twice, analysis off and on,
    and prints the throughput cost of incremental analysis.
 

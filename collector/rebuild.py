@@ -25,6 +25,8 @@ from collector.store.writer import last_ingested_ns
 
 @dataclass
 class RebuildStats:
+    """What a rebuild analysed, and how long each phase took."""
+
     records: int = 0
     sagas: int = 0
     load_s: float = 0.0
