@@ -1,10 +1,11 @@
 """Runs the pure analysis core inside the collector: incrementally after commits, and a sweep.
 
-After each commit the writer reports which traces and events it touched. The runner
-gathers every record of the sagas those touch (whole traces, traces joined by links,
-earlier sagas sharing an identity key), analyses them together and replaces the
-materialized rows of those sagas through the writer. A periodic sweep re-evaluates
-open sagas so stalls appear without new traffic.
+Each commit wakes the runner, which reads the next slice of the backlog (records stored
+after its progress mark) from the store. It gathers every record of the sagas those touch
+(whole traces, traces joined by links, earlier sagas sharing an identity key), analyses
+them together, builds their rows and has the writer replace the stored rows of those
+sagas, with the new mark, in one transaction. A periodic sweep re-evaluates open sagas so
+stalls appear without new traffic.
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ def gather(
 def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[str, pa.Table]:
     """The rows a pass stores, as Arrow tables named after their tables (pure).
 
-    Built by the analysis thread (or a rebuild's worker process), so the writer thread,
-    which ingest waits for, only deletes and inserts. Findings carry their detection time
+    Built by the analysis thread, so the writer thread, which ingest waits for, only
+    deletes and inserts. Findings carry their detection time
     here; :func:`store_results` keeps the first one of findings that persist.
     """
     tables: dict[str, pa.Table] = {}
@@ -266,17 +267,6 @@ def store_results(
         ).append_column("acknowledged_by", pa.array([p[2] for p in previous], pa.string()))
     for name, table in tables.items():
         _bulk(conn, name, findings if name == "findings" else table, name == "trace_links")
-
-
-def materialize(
-    conn: duckdb.DuckDBPyConnection,
-    work: Working,
-    result: AnalysisResult,
-    now_ns: int,
-    progress: Progress | None = None,
-) -> None:
-    """Replace the materialized rows of every saga this pass touched (inside a transaction)."""
-    store_results(conn, result_tables(work, result, now_ns), work.old_sagas, progress)
 
 
 # The analysis backlog is every record stored after the progress mark, in the order

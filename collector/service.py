@@ -131,7 +131,10 @@ class Collector:
             self._decoders = self._decode_pool()
 
     def close(self) -> None:
-        """Stop accepting, commit what was accepted, finish analysis, close the file."""
+        """Stop accepting, commit what was accepted, stop analysis, close the file.
+
+        What analysis has not reached yet waits in the store for the next start.
+        """
         if self._decoders is not None:
             self._decoders.shutdown(wait=True, cancel_futures=True)
             self._decoders = None

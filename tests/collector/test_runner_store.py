@@ -29,9 +29,10 @@ from collector.runner import (
     earliest_stall_ns,
     gather,
     learn_from_store,
-    materialize,
     next_backlog,
     pause_after_pass,
+    result_tables,
+    store_results,
 )
 from collector.store.queries import analysis_status, load_progress
 from collector.store.writer import Writer, migrate
@@ -152,7 +153,8 @@ def _analyse_pass(
     finally:
         cur.close()
     result = analyze_working(work, config, now_ns)
-    writer.run(lambda conn: materialize(conn, work, result, now_ns)).result(10)
+    tables = result_tables(work, result, now_ns)
+    writer.run(lambda conn: store_results(conn, tables, work.old_sagas)).result(10)
 
 
 def _span(trace: str, span: str, attributes: dict[str, object]) -> SpanRecord:
@@ -265,14 +267,15 @@ def test_a_pass_records_its_progress_with_its_results(tmp_path: Path) -> None:
         (pending,) = next_backlog(cur, (1, ""), limit=10)
         work = gather(cur, {pending[1]}, set(), config)
         result = analyze_working(work, config, 10_000)
-        writer.run(lambda conn: materialize(conn, work, result, 10_000, pending)).result(10)
+        tables = result_tables(work, result, 10_000)
+        writer.run(lambda conn: store_results(conn, tables, work.old_sagas, pending)).result(10)
         assert load_progress(cur) == pending
         assert next_backlog(cur, load_progress(cur), limit=10) == []
         assert cur.execute("SELECT count(*) FROM sagas").fetchone() == (1,)
 
         # A pass that fails stores neither its sagas nor its progress.
         def failing(conn: duckdb.DuckDBPyConnection) -> None:
-            materialize(conn, work, result, 10_000, (pending[0] + 1, ""))
+            store_results(conn, tables, work.old_sagas, (pending[0] + 1, ""))
             raise RuntimeError("disk full")
 
         with pytest.raises(RuntimeError):
