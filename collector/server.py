@@ -44,6 +44,9 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
         app,
         host=settings.host,
         port=settings.http_port,
+        # The C parser: h11, uvicorn's pure-Python fallback, parses each request under the
+        # GIL that decoding needs.
+        http="httptools",
         log_level="warning",
         access_log=False,
         lifespan="off",

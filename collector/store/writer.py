@@ -118,10 +118,7 @@ def last_ingested_ns(conn: duckdb.DuckDBPyConnection) -> int:
 
 def _insert_sql(table: str, columns: list[tuple[str, Any, bool]], view: str) -> str:
     names = ", ".join(c[0] for c in columns)
-    return (
-        f"INSERT INTO {table} ({names}, ingested_ns) "
-        f"SELECT {names}, ? FROM {view} ON CONFLICT DO NOTHING"
-    )
+    return f"INSERT INTO {table} ({names}, ingested_ns) SELECT {names}, ? FROM {view}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +128,20 @@ class _Kind:
     table: str
     key: tuple[str, ...]  # the table's primary key
     view: str  # the name an Arrow batch is registered under
-    sql: str  # INSERT ... ON CONFLICT DO NOTHING from the view
+    sql: str  # INSERT from the view: fails on the first row already stored
+    sql_ignoring: str  # the same INSERT ... ON CONFLICT DO NOTHING
     new_rows_sql: str  # the keys one commit stored (each commit has its own ingested_ns)
 
 
 def _kind(table: str, columns: list[tuple[str, Any, bool]], key: tuple[str, ...]) -> _Kind:
     view = f"_batch_{table}"
+    sql = _insert_sql(table, columns, view)
     return _Kind(
         table,
         key,
         view,
-        _insert_sql(table, columns, view),
+        sql,
+        sql + " ON CONFLICT DO NOTHING",
         f"SELECT {', '.join(key)} FROM {table} WHERE ingested_ns = ?",
     )
 
@@ -159,40 +159,64 @@ def _keys(table: pa.Table, key: tuple[str, ...]) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(*(table.column(k) for k in key), "/")
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, kind: _Kind, table: pa.Table, now: int) -> int:
+def _insert(
+    conn: duckdb.DuckDBPyConnection, kind: _Kind, table: pa.Table, now: int, sql: str
+) -> int:
     conn.register(kind.view, table)
     try:
-        row = conn.execute(kind.sql, [now]).fetchone()
+        row = conn.execute(sql, [now]).fetchone()
     finally:
-        conn.unregister(kind.view)
+        # After a failed INSERT the transaction is aborted and refuses even this; the
+        # caller's ROLLBACK drops the view with the rest.
+        with contextlib.suppress(duckdb.TransactionException):
+            conn.unregister(kind.view)
     return int(row[0]) if row else 0
+
+
+def _insert_new(
+    conn: duckdb.DuckDBPyConnection, kind: _Kind, tables: list[pa.Table | None], now: int
+) -> list[int]:
+    """Insert one table's rows of a commit group in one plain INSERT, assuming all are new.
+
+    Checking each row against the primary key with ``ON CONFLICT DO NOTHING`` costs about
+    as much as the rest of the insert; a plain INSERT fails instead, with
+    ``duckdb.ConstraintException``, on the first row already stored, and the caller then
+    stores the group again with :func:`_insert_group`. Retried exports are rare, so the
+    group is nearly always stored on the first try.
+    """
+    present = [t for t in tables if t is not None and t.num_rows]
+    if present:
+        combined = present[0] if len(present) == 1 else pa.concat_tables(present)
+        _insert(conn, kind, combined, now, kind.sql)
+    return [0 if t is None else t.num_rows for t in tables]
 
 
 def _insert_group(
     conn: duckdb.DuckDBPyConnection, kind: _Kind, tables: list[pa.Table | None], now: int
 ) -> list[int]:
-    """Insert one table's rows of a commit group; return how many each batch stored.
+    """Insert one table's rows of a commit group, some of which may be stored already.
 
-    One INSERT for the whole group costs a fraction of one per request (DuckDB's
-    per-statement work dominates at a few hundred rows). When two batches of the group
-    carry the same record (a retry racing its original), each is inserted on its own, in
-    order, so the later one counts as the duplicate.
+    Returns how many each batch stored. One INSERT for the whole group costs a fraction of
+    one per request (DuckDB's per-statement work dominates at a few hundred rows). When two
+    batches of the group carry the same record (a retry racing its original), each is
+    inserted on its own, in order, so the later one counts as the duplicate.
     """
+    sql = kind.sql_ignoring
     stored = [0] * len(tables)
     present = [(i, t) for i, t in enumerate(tables) if t is not None and t.num_rows]
     if not present:
         return stored
     if len(present) == 1:
         index, table = present[0]
-        stored[index] = _insert(conn, kind, table, now)
+        stored[index] = _insert(conn, kind, table, now, sql)
         return stored
     combined = pa.concat_tables([t for _, t in present])
     keys = _keys(combined, kind.key)
     if pc.count_distinct(keys).as_py() != combined.num_rows:
         for index, table in present:
-            stored[index] = _insert(conn, kind, table, now)
+            stored[index] = _insert(conn, kind, table, now, sql)
         return stored
-    inserted = _insert(conn, kind, combined, now)
+    inserted = _insert(conn, kind, combined, now, sql)
     if inserted == combined.num_rows:
         for index, table in present:
             stored[index] = table.num_rows
@@ -226,6 +250,7 @@ class Writer:
         max_group_rows: int = 20_000,
         on_commit: Callable[[CommitInfo], None] | None = None,
         memory_limit: str = "128MB",
+        checkpoint_threshold: str = "128MB",
     ) -> None:
         self.path = path
         self.max_pending_rows = max_pending_rows
@@ -240,7 +265,15 @@ class Writer:
         self._thread: threading.Thread | None = None
         # DuckDB's default cache grows to most of the machine's memory; the collector shares the
         # host with the services it watches, so keep it small (it spills to disk beyond this).
-        self.conn = duckdb.connect(path, config={"memory_limit": memory_limit})
+        # DuckDB checkpoints once a commit leaves more than checkpoint_threshold of changes,
+        # inside that commit. At the default 16 MB that came every 30k spans, and each
+        # rewrote the partly filled row groups again: it halved the writer's throughput.
+        # Large inserts go straight to the database file, so a 128 MB threshold still
+        # leaves a small write-ahead log to replay after a crash (0.1 s for 250k spans).
+        self.conn = duckdb.connect(
+            path,
+            config={"memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold},
+        )
         self.schema_version = migrate(self.conn)
         # Each commit stamps its rows later than any before, even if the clock went back
         # while the collector was down: the analysis reads its backlog in that order.
@@ -364,22 +397,16 @@ class Writer:
         started = time.perf_counter()
         now = self._last_commit_ns = max(time.time_ns(), self._last_commit_ns + 1)
         batches = [job.batch for job in jobs if job.batch is not None]
-        results = [WriteResult(rejected=len(b.rejections)) for b in batches]
         info = CommitInfo()
-        conn = self.conn
         try:
-            conn.execute("BEGIN")
-            for kind in _TABLES:
-                stored = _insert_group(conn, kind, [getattr(b, kind.table) for b in batches], now)
-                for result, count in zip(results, stored, strict=True):
-                    result.stored += count
-            rejections = [[now, s, r, sample] for b in batches for s, r, sample in b.rejections]
-            if rejections:
-                conn.executemany("INSERT INTO rejections VALUES (?, ?, ?, ?)", rejections)
-            for batch, result in zip(batches, results, strict=True):
-                result.duplicates = batch.received - result.stored
-                info.rows += result.stored
-            conn.execute("COMMIT")
+            try:
+                results = self._store(batches, now, _insert_new)
+            except duckdb.ConstraintException:
+                # Some record is stored already (a retried export): store the group again,
+                # skipping what is there.
+                self._rollback()
+                results = self._store(batches, now, _insert_group)
+            info.rows = sum(result.stored for result in results)
         except Exception as exc:
             log.exception("commit failed")
             self._rollback()
@@ -404,6 +431,28 @@ class Writer:
                 self.on_commit(info)
             except Exception:
                 log.exception("post-commit hook failed")
+
+    def _store(
+        self,
+        batches: list[PreparedBatch],
+        now: int,
+        insert: Callable[[duckdb.DuckDBPyConnection, _Kind, list[pa.Table | None], int], list[int]],
+    ) -> list[WriteResult]:
+        """Store a commit group in one transaction; what each batch stored and duplicated."""
+        conn = self.conn
+        results = [WriteResult(rejected=len(b.rejections)) for b in batches]
+        conn.execute("BEGIN")
+        for kind in _TABLES:
+            stored = insert(conn, kind, [getattr(b, kind.table) for b in batches], now)
+            for result, count in zip(results, stored, strict=True):
+                result.stored += count
+        rejections = [[now, s, r, sample] for b in batches for s, r, sample in b.rejections]
+        if rejections:
+            conn.executemany("INSERT INTO rejections VALUES (?, ?, ?, ?)", rejections)
+        for batch, result in zip(batches, results, strict=True):
+            result.duplicates = batch.received - result.stored
+        conn.execute("COMMIT")
+        return results
 
     def _release(self, jobs: list[_Job]) -> None:
         freed = sum((j.batch.rows + len(j.batch.rejections)) for j in jobs if j.batch)
