@@ -1,16 +1,16 @@
-"""Wire-compatible views of the OTLP messages, with attributes as protobuf maps.
+"""Wire-compatible views of the OTLP messages, with attributes as encoded bytes.
 
-OTLP sends attributes as ``repeated KeyValue``; KeyValue is ``{string key = 1; AnyValue
-value = 2}``, which is exactly how protobuf encodes an entry of ``map<string, bytes>``.
-Declaring every ``attributes`` field as such a map (in a separate descriptor pool, so the
-real classes are untouched) lets the upb parser hand over each span's attributes as one
-map of key to encoded ``AnyValue``, without a Python message object per attribute and
-per value. The decoder turns each distinct encoded value into a Python value once per
-request, which is where most of the decode time went.
+OTLP sends attributes as ``repeated KeyValue``. An embedded message and a ``bytes`` field
+are encoded the same way on the wire, so declaring every ``attributes`` field as
+``repeated bytes`` (in a separate descriptor pool, so the real classes are untouched)
+lets the upb parser hand over each span's attributes as a list of encoded ``KeyValue``s,
+without a Python message object per attribute and per value. The decoder turns each
+distinct encoded pair into a Python ``(key, value)`` once per request, which is where
+most of the decode time went: most pairs repeat from span to span.
 
 The views parse exactly what the real messages parse: the same fields, numbers and
-types, the same UTF-8 checks on keys. An ``AnyValue`` is only parsed when it is read,
-by the real ``AnyValue`` class.
+types. A ``KeyValue`` is parsed, with the real class and its UTF-8 check on the key,
+the first time the request carries it.
 """
 
 from __future__ import annotations
@@ -35,22 +35,15 @@ def _messages(messages: Any, prefix: str) -> Iterator[tuple[str, descriptor_pb2.
         yield from _messages(message.nested_type, name)
 
 
-def _with_attribute_maps(module: Any) -> descriptor_pb2.FileDescriptorProto:
+def _with_attribute_bytes(module: Any) -> descriptor_pb2.FileDescriptorProto:
     proto = descriptor_pb2.FileDescriptorProto()
     module.DESCRIPTOR.CopyToProto(proto)
-    for name, message in list(_messages(proto.message_type, f".{proto.package}")):
+    for _, message in _messages(proto.message_type, f".{proto.package}"):
         for field in message.field:
             if field.type_name != _KEY_VALUE or field.name != "attributes":
                 continue
-            entry = message.nested_type.add(name="AttributesEntry")
-            entry.options.map_entry = True
-            entry.field.add(
-                name="key", number=1, label=_FIELD.LABEL_OPTIONAL, type=_FIELD.TYPE_STRING
-            )
-            entry.field.add(
-                name="value", number=2, label=_FIELD.LABEL_OPTIONAL, type=_FIELD.TYPE_BYTES
-            )
-            field.type_name = f"{name}.AttributesEntry"
+            field.type = _FIELD.TYPE_BYTES
+            field.ClearField("type_name")
     return proto
 
 
@@ -58,7 +51,7 @@ def _view_pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     # In dependency order; only files holding an ``attributes`` field change.
     for module in (common_pb2, resource_pb2, trace_pb2, trace_service_pb2):
-        pool.Add(_with_attribute_maps(module))
+        pool.Add(_with_attribute_bytes(module))
     return pool
 
 

@@ -79,7 +79,7 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
         raise DecodeError(_protobuf_error("ExportTraceServiceRequest", data)) from exc
     out = SpanColumns()
     c = out.columns
-    memo: dict[bytes, Any] = {}
+    memo = _Pairs()
     trace_ids, span_ids, names = c["trace_id"].append, c["span_id"].append, c["name"].append
     starts, ends, parents = c["start_ns"].append, c["end_ns"].append, c["parent_span_id"].append
     kinds, codes, messages = c["kind"].append, c["status_code"].append, c["status_message"].append
@@ -288,7 +288,7 @@ def _reject_pb_log(log: PbLogRecord, problem: str) -> Rejection:
     )
 
 
-def _pb_links(span_links: Any, memo: dict[bytes, Any]) -> tuple[list[dict[str, Any]], int]:
+def _pb_links(span_links: Any, memo: _Pairs) -> tuple[list[dict[str, Any]], int]:
     """A span's links, and how many were dropped because they point nowhere."""
     links = []
     dropped = 0
@@ -317,32 +317,32 @@ def _pb_links(span_links: Any, memo: dict[bytes, Any]) -> tuple[list[dict[str, A
     return links, dropped
 
 
-_MISSING = object()
+class _Pairs(dict[bytes, tuple[str, Any]]):
+    """A request's attributes seen so far: encoded ``KeyValue`` -> ``(key, value)``.
+
+    A pair is decoded the first time the request carries it; only pairs with immutable
+    values are kept, so spans never share a list or a map.
+    """
+
+    def __missing__(self, encoded: bytes) -> tuple[str, Any]:
+        try:
+            kv = KeyValue.FromString(encoded)
+        except _ProtobufDecodeError as exc:
+            raise DecodeError(
+                f"invalid protobuf: an attribute of {len(encoded)} bytes does not parse as "
+                "KeyValue (truncated, or its key is not UTF-8)"
+            ) from exc
+        value = kv.value
+        field = _which_value(value, "value")
+        if field in _SCALAR_FIELDS:
+            pair = self[encoded] = (kv.key, getattr(value, field))
+            return pair
+        return kv.key, _pb_any_nested(value, field)
 
 
-def _map_attributes(entries: Any, memo: dict[bytes, Any]) -> Attributes:
-    """Attributes from a view's ``map<string, bytes>`` of encoded ``AnyValue``s."""
-    attributes: Attributes = dict(entries)
-    for key, encoded in attributes.items():
-        value = memo.get(encoded, _MISSING)
-        attributes[key] = _any_from_bytes(encoded, memo) if value is _MISSING else value
-    return attributes
-
-
-def _any_from_bytes(encoded: bytes, memo: dict[bytes, Any]) -> Any:
-    try:
-        value = AnyValue.FromString(encoded)
-    except _ProtobufDecodeError as exc:
-        raise DecodeError(
-            f"invalid protobuf: an attribute value of {len(encoded)} bytes does not parse "
-            "as AnyValue"
-        ) from exc
-    field = _which_value(value, "value")
-    if field in _SCALAR_FIELDS:
-        # Only immutable values are shared between the spans of a request.
-        result = memo[encoded] = getattr(value, field)
-        return result
-    return _pb_any_nested(value, field)
+def _map_attributes(entries: Any, memo: _Pairs) -> Attributes:
+    """Attributes from a view's ``repeated bytes`` of encoded ``KeyValue``s."""
+    return dict(map(memo.__getitem__, entries))
 
 
 def _pb_attributes(key_values: Any) -> Attributes:

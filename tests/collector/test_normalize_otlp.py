@@ -439,11 +439,11 @@ def test_wire_built_request_matches_the_protobuf_classes() -> None:
     ("entry", "message"),
     [
         # An attribute value that is not an AnyValue (a truncated varint).
-        (attribute_entry(b"k", b"\x18\xff"), "an attribute value of 2 bytes"),
+        (attribute_entry(b"k", b"\x18\xff"), "an attribute of 7 bytes does not parse as KeyValue"),
         # An attribute key that is not UTF-8, which protobuf refuses for string fields.
         (
             attribute_entry(b"\xff\xfe", AnyValue(int_value=1).SerializeToString()),
-            "bytes do not parse as ExportTraceServiceRequest",
+            "an attribute of 8 bytes does not parse as KeyValue",
         ),
     ],
     ids=["value-not-anyvalue", "key-not-utf8"],
