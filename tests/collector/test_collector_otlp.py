@@ -404,6 +404,37 @@ def test_sigterm_commits_accepted_data_and_closes_the_file(tmp_path: Path) -> No
         assert row == (1,)
 
 
+def test_acknowledged_spans_survive_a_killed_collector_and_retries_stay_single(
+    tmp_path: Path,
+) -> None:
+    # Acknowledged rows sit in the write-ahead log until a checkpoint: SIGKILL gives the
+    # collector no chance to checkpoint, so the restart must replay them.
+    db = tmp_path / "store.duckdb"
+    bodies = [
+        _traces_json(
+            *(_span_json(trace_id=f"{i + 1:032x}", span_id=f"{j + 1:016x}") for j in range(50))
+        )
+        for i in range(20)
+    ]
+    with running_collector(tmp_path, db=db) as c:
+        assert all(_post(c, body).status_code == 200 for body in bodies)
+        c.proc.kill()
+        c.proc.wait(timeout=30)
+    with running_collector(tmp_path, db=db) as c:
+        assert c.counts()["spans"] == 1000
+        # An exporter that never saw its answer sends the request again, alongside new spans.
+        retry = json.loads(bodies[3])
+        retry["resourceSpans"][0]["scopeSpans"][0]["spans"].append(
+            _span_json(trace_id=f"{4:032x}", span_id=f"{51:016x}")
+        )
+        r = _post(c, json.dumps(retry).encode())
+        assert r.status_code == 200
+        assert c.counts()["spans"] == 1001
+        assert len(_spans(c, f"{4:032x}")) == 51
+        metrics = httpx.get(c.url + "/metrics", timeout=10).text
+        assert "sagalens_records_duplicates_total 50.0" in metrics, metrics
+
+
 def test_health_and_metrics(collector: RunningCollector) -> None:
     health = httpx.get(collector.url + "/healthz").json()
     assert health["status"] == "ok" and health["schema_version"] >= 1
