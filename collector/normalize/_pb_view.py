@@ -8,9 +8,10 @@ without a Python message object per attribute and per value. The decoder turns e
 distinct encoded pair into a Python ``(key, value)`` once per request, which is where
 most of the decode time went: most pairs repeat from span to span.
 
-The views parse exactly what the real messages parse: the same fields, numbers and
-types. A ``KeyValue`` is parsed, with the real class and its UTF-8 check on the key,
-the first time the request carries it.
+The views parse the same fields, numbers and types as the real messages. A ``KeyValue``
+is parsed, with the real class and its UTF-8 check on the key, the first time the
+decoder reads it. Attributes it never reads (those of a link dropped for its ids, or of
+a scope with no span stored) are not checked.
 """
 
 from __future__ import annotations
@@ -28,17 +29,16 @@ _KEY_VALUE = ".opentelemetry.proto.common.v1.KeyValue"
 _FIELD = descriptor_pb2.FieldDescriptorProto
 
 
-def _messages(messages: Any, prefix: str) -> Iterator[tuple[str, descriptor_pb2.DescriptorProto]]:
+def _messages(messages: Any) -> Iterator[descriptor_pb2.DescriptorProto]:
     for message in messages:
-        name = f"{prefix}.{message.name}"
-        yield name, message
-        yield from _messages(message.nested_type, name)
+        yield message
+        yield from _messages(message.nested_type)
 
 
 def _with_attribute_bytes(module: Any) -> descriptor_pb2.FileDescriptorProto:
     proto = descriptor_pb2.FileDescriptorProto()
     module.DESCRIPTOR.CopyToProto(proto)
-    for _, message in _messages(proto.message_type, f".{proto.package}"):
+    for message in _messages(proto.message_type):
         for field in message.field:
             if field.type_name != _KEY_VALUE or field.name != "attributes":
                 continue

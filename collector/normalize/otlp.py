@@ -70,7 +70,7 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
     """Decode a protobuf ``ExportTraceServiceRequest`` body into span columns.
 
     The ingest hot path: no object is built per span or per attribute, and each distinct
-    attribute value is decoded once per request.
+    attribute (key and value) is decoded once per request.
     """
     request = TraceRequestView()
     try:

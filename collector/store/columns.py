@@ -214,9 +214,9 @@ class PreparedBatch:
         return sum(t.num_rows for t in (self.spans, self.logs, self.events) if t is not None)
 
 
-# Span attributes are a map with no order; the protobuf decoder reads them as one (see
-# collector/normalize/_pb_view.py). Stored sorted by key, as trace viewers list them, they
-# read the same whichever format and exporter sent them.
+# Span attributes are a map with no order (a repeated key keeps its last value). Stored
+# sorted by key, as trace viewers list them, they read the same whichever format and
+# exporter sent them.
 _SPAN_KEYS_SORTED = True
 
 
