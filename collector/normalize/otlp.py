@@ -273,8 +273,16 @@ def _log_id_problem(trace_id: bytes, span_id: bytes) -> str:
 
 
 def _reject_pb_span(span: Any, problem: str) -> Rejection:
-    # The sample is shown by the real Span class, whose text form people know.
-    readable = PbSpan.FromString(span.SerializeToString())
+    # The sample is shown by the real Span class, whose text form people know. It parses
+    # the span's attributes, which the view has not read: one that is malformed fails the
+    # request, as it would with the real classes.
+    try:
+        readable = PbSpan.FromString(span.SerializeToString())
+    except _ProtobufDecodeError as exc:
+        raise DecodeError(
+            f"invalid protobuf: span {span.name!r} ({problem}) does not parse as Span "
+            "(an attribute is truncated, or its key is not UTF-8)"
+        ) from exc
     return Rejection(
         source=SOURCE,
         reason=f"span {span.name!r} rejected: {problem}",

@@ -411,13 +411,13 @@ def attribute_entry(key: bytes, encoded_value: bytes) -> bytes:
     return b"\x4a" + bytes([len(body)]) + body  # Span.attributes is field 9
 
 
-def request_with_span_bytes(extra: bytes) -> bytes:
+def request_with_span_bytes(extra: bytes, trace_id: bytes = TRACE_ID) -> bytes:
     """A one-span request whose span carries ``extra`` appended to its encoding."""
     span = (
         ExportTraceServiceRequest()
         .resource_spans.add()
         .scope_spans.add()
-        .spans.add(trace_id=TRACE_ID, span_id=SPAN_ID, name="s")
+        .spans.add(trace_id=trace_id, span_id=SPAN_ID, name="s")
     )
     span_bytes = span.SerializeToString() + extra
     scope_spans = b"\x12" + bytes([len(span_bytes)]) + span_bytes
@@ -455,6 +455,16 @@ def test_malformed_attributes_fail_the_request_as_the_protobuf_classes_do(
     with pytest.raises(ProtobufDecodeError):
         ExportTraceServiceRequest.FromString(body)
     with pytest.raises(DecodeError, match=message):
+        decode_traces_protobuf(body)
+
+
+def test_malformed_attribute_of_a_rejected_span_fails_the_request_clearly() -> None:
+    # The span is rejected for its zero trace id; its sample is printed by the real Span
+    # class, which reads the attribute the decoder skipped.
+    body = request_with_span_bytes(attribute_entry(b"k", b"\x18\xff"), trace_id=bytes(16))
+    with pytest.raises(ProtobufDecodeError):
+        ExportTraceServiceRequest.FromString(body)
+    with pytest.raises(DecodeError, match=r"span 's' \(trace_id must not be all zeros\) does not"):
         decode_traces_protobuf(body)
 
 
