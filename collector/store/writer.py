@@ -116,11 +116,6 @@ def last_ingested_ns(conn: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _insert_sql(table: str, columns: list[tuple[str, Any, bool]], view: str) -> str:
-    names = ", ".join(c[0] for c in columns)
-    return f"INSERT INTO {table} ({names}, ingested_ns) SELECT {names}, ? FROM {view}"
-
-
 @dataclass(frozen=True, slots=True)
 class _Kind:
     """One record table: its PreparedBatch field (same name) and the statements it takes."""
@@ -128,20 +123,21 @@ class _Kind:
     table: str
     key: tuple[str, ...]  # the table's primary key
     view: str  # the name an Arrow batch is registered under
-    sql: str  # INSERT from the view: fails on the first row already stored
-    sql_ignoring: str  # the same INSERT ... ON CONFLICT DO NOTHING
+    sql: str  # INSERT from the view, ON CONFLICT DO NOTHING
+    new_sql: str  # plain INSERT from the local _new_<table>, with {now}; fails on a stored key
     new_rows_sql: str  # the keys one commit stored (each commit has its own ingested_ns)
 
 
 def _kind(table: str, columns: list[tuple[str, Any, bool]], key: tuple[str, ...]) -> _Kind:
     view = f"_batch_{table}"
-    sql = _insert_sql(table, columns, view)
+    names = ", ".join(c[0] for c in columns)
+    insert = f"INSERT INTO {table} ({names}, ingested_ns) SELECT {names}, "
     return _Kind(
         table,
         key,
         view,
-        sql,
-        sql + " ON CONFLICT DO NOTHING",
+        insert + f"? FROM {view} ON CONFLICT DO NOTHING",
+        insert + "{now} FROM _new_" + table,
         f"SELECT {', '.join(key)} FROM {table} WHERE ingested_ns = ?",
     )
 
@@ -159,12 +155,10 @@ def _keys(table: pa.Table, key: tuple[str, ...]) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(*(table.column(k) for k in key), "/")
 
 
-def _insert(
-    conn: duckdb.DuckDBPyConnection, kind: _Kind, table: pa.Table, now: int, sql: str
-) -> int:
+def _insert(conn: duckdb.DuckDBPyConnection, kind: _Kind, table: pa.Table, now: int) -> int:
     conn.register(kind.view, table)
     try:
-        row = conn.execute(sql, [now]).fetchone()
+        row = conn.execute(kind.sql, [now]).fetchone()
     finally:
         # After a failed INSERT the transaction is aborted and refuses even this; the
         # caller's ROLLBACK drops the view with the rest.
@@ -173,22 +167,46 @@ def _insert(
     return int(row[0]) if row else 0
 
 
-def _insert_new(
-    conn: duckdb.DuckDBPyConnection, kind: _Kind, tables: list[pa.Table | None], now: int
-) -> list[int]:
-    """Insert one table's rows of a commit group in one plain INSERT, assuming all are new.
-
-    Checking each row against the primary key with ``ON CONFLICT DO NOTHING`` costs about
-    as much as the rest of the insert; a plain INSERT fails instead, with
-    ``duckdb.ConstraintException``, on the first row already stored, and the caller then
-    stores the group again with :func:`_insert_group`. Retried exports are rare, so the
-    group is nearly always stored on the first try.
-    """
+def _concat(tables: list[pa.Table | None]) -> pa.Table | None:
     present = [t for t in tables if t is not None and t.num_rows]
-    if present:
-        combined = present[0] if len(present) == 1 else pa.concat_tables(present)
-        _insert(conn, kind, combined, now, kind.sql)
-    return [0 if t is None else t.num_rows for t in tables]
+    if len(present) < 2:
+        return present[0] if present else None
+    return pa.concat_tables(present)
+
+
+def _store_new(conn: duckdb.DuckDBPyConnection, batches: list[PreparedBatch], now: int) -> None:
+    """Store a commit group in one call into DuckDB, assuming every record in it is new.
+
+    Each call into DuckDB has to take the GIL back when it returns, and while receivers
+    decode, that wait lasts up to the interpreter's switch interval: a BEGIN, register,
+    INSERT, unregister, COMMIT sequence paid it five times a commit. So the whole group is
+    one statement list, which reads the Arrow tables from this function's locals by name
+    (DuckDB's replacement scan of Python objects).
+
+    The INSERTs are plain: checking each row against the primary key with ``ON CONFLICT
+    DO NOTHING`` costs about as much as the rest of the insert. A record already stored
+    (a retried export) makes one fail with ``duckdb.ConstraintException`` instead, and the
+    caller rolls back and stores the group again with :func:`_insert_group`.
+    """
+    # The SQL below reads these four by name.
+    _new_spans = _concat([b.spans for b in batches])
+    _new_logs = _concat([b.logs for b in batches])
+    _new_events = _concat([b.events for b in batches])
+    rejections = [r for b in batches for r in b.rejections]
+    if rejections:
+        source, reason, sample = map(list, zip(*rejections, strict=True))
+        _new_rejections = pa.table({"source": source, "reason": reason, "sample": sample})
+    present = (_new_spans, _new_logs, _new_events)
+    statements = ["BEGIN"]
+    statements += [
+        k.new_sql.format(now=now) for k, t in zip(_TABLES, present, strict=True) if t is not None
+    ]
+    if rejections:
+        statements.append(
+            f"INSERT INTO rejections SELECT {now}, source, reason, sample FROM _new_rejections"
+        )
+    statements.append("COMMIT")
+    conn.execute(";\n".join(statements))
 
 
 def _insert_group(
@@ -201,22 +219,21 @@ def _insert_group(
     batches of the group carry the same record (a retry racing its original), each is
     inserted on its own, in order, so the later one counts as the duplicate.
     """
-    sql = kind.sql_ignoring
     stored = [0] * len(tables)
     present = [(i, t) for i, t in enumerate(tables) if t is not None and t.num_rows]
     if not present:
         return stored
     if len(present) == 1:
         index, table = present[0]
-        stored[index] = _insert(conn, kind, table, now, sql)
+        stored[index] = _insert(conn, kind, table, now)
         return stored
     combined = pa.concat_tables([t for _, t in present])
     keys = _keys(combined, kind.key)
     if pc.count_distinct(keys).as_py() != combined.num_rows:
         for index, table in present:
-            stored[index] = _insert(conn, kind, table, now, sql)
+            stored[index] = _insert(conn, kind, table, now)
         return stored
-    inserted = _insert(conn, kind, combined, now, sql)
+    inserted = _insert(conn, kind, combined, now)
     if inserted == combined.num_rows:
         for index, table in present:
             stored[index] = table.num_rows
@@ -400,12 +417,15 @@ class Writer:
         info = CommitInfo()
         try:
             try:
-                results = self._store(batches, now, _insert_new)
+                _store_new(self.conn, batches, now)
+                results = [
+                    WriteResult(b.rows, b.received - b.rows, len(b.rejections)) for b in batches
+                ]
             except duckdb.ConstraintException:
                 # Some record is stored already (a retried export): store the group again,
                 # skipping what is there.
                 self._rollback()
-                results = self._store(batches, now, _insert_group)
+                results = self._store(batches, now)
             info.rows = sum(result.stored for result in results)
         except Exception as exc:
             log.exception("commit failed")
@@ -432,18 +452,16 @@ class Writer:
             except Exception:
                 log.exception("post-commit hook failed")
 
-    def _store(
-        self,
-        batches: list[PreparedBatch],
-        now: int,
-        insert: Callable[[duckdb.DuckDBPyConnection, _Kind, list[pa.Table | None], int], list[int]],
-    ) -> list[WriteResult]:
-        """Store a commit group in one transaction; what each batch stored and duplicated."""
+    def _store(self, batches: list[PreparedBatch], now: int) -> list[WriteResult]:
+        """Store a commit group, some of whose records may be stored already.
+
+        One transaction; returns what each batch stored and duplicated.
+        """
         conn = self.conn
         results = [WriteResult(rejected=len(b.rejections)) for b in batches]
         conn.execute("BEGIN")
         for kind in _TABLES:
-            stored = insert(conn, kind, [getattr(b, kind.table) for b in batches], now)
+            stored = _insert_group(conn, kind, [getattr(b, kind.table) for b in batches], now)
             for result, count in zip(results, stored, strict=True):
                 result.stored += count
         rejections = [[now, s, r, sample] for b in batches for s, r, sample in b.rejections]
