@@ -83,7 +83,9 @@ class Settings:
     config_file: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_pending_rows: int = 20_000
-    max_concurrent_decodes: int = 2
+    # Decoding is Python under the GIL, so a second decoding thread adds no throughput; it
+    # only makes the writer wait longer for the GIL each time DuckDB hands it back.
+    max_concurrent_decodes: int = 1
     # OTLP bodies are decoded in this many worker processes (0: in threads of this process),
     # so protobuf decoding runs beside the writer and the analysis instead of sharing the GIL.
     # Off by default: each process costs about 140 MB of memory for about a quarter more
