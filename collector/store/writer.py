@@ -186,7 +186,7 @@ def _store_new(conn: duckdb.DuckDBPyConnection, batches: list[PreparedBatch], no
     The INSERTs are plain: checking each row against the primary key with ``ON CONFLICT
     DO NOTHING`` costs about as much as the rest of the insert. A record already stored
     (a retried export) makes one fail with ``duckdb.ConstraintException`` instead, and the
-    caller rolls back and stores the group again with :func:`_insert_group`.
+    caller rolls back and stores the group again with :meth:`Writer._store`.
     """
     # The SQL below reads these four by name.
     _new_spans = _concat([b.spans for b in batches])

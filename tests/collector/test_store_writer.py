@@ -131,3 +131,19 @@ def test_rejections_of_every_request_in_a_group_are_kept(writer: Writer) -> None
     assert [(r.stored, r.rejected) for r in results] == [(1, 1), (0, 1)]
     rows = writer.cursor().execute("SELECT source, reason FROM rejections ORDER BY 1").fetchall()
     assert rows == [("amqp:orders", "not JSON"), ("otlp-http", "bad id")]
+
+
+def test_a_group_stored_again_for_a_retry_keeps_its_rejections_once(writer: Writer) -> None:
+    writer.write_blocking(RecordBatch(spans=spans(6, 2)))
+    results = commit_together(
+        writer,
+        [
+            RecordBatch(spans=spans(6, 3), rejections=[Rejection("otlp-http", "bad id", "x")]),
+            RecordBatch(events=[event(4)], rejections=[Rejection("http", "no type", "y")]),
+        ],
+    )
+    assert [(r.stored, r.duplicates, r.rejected) for r in results] == [(1, 2, 1), (1, 0, 1)]
+    rows = writer.cursor().execute("SELECT source, reason FROM rejections ORDER BY 1").fetchall()
+    assert rows == [("http", "no type"), ("otlp-http", "bad id")]
+    assert count(writer, "SELECT count(*) FROM spans") == 3
+    assert count(writer, "SELECT count(*) FROM events") == 1
