@@ -407,6 +407,9 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C while the traffic flushes must not cut this short: the children
+        # run in their own sessions and would be left running. Stopping is bounded anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if traffic is not None:
             traffic.stop()
         for p in reversed(procs):

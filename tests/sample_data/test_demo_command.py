@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import free_port, require_service, wait_for
@@ -103,3 +105,55 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
     assert f"choreographed system {bus}" in text, text
     assert "Look at:" in text and "Traceback" not in text, text
     assert "amqp://guest:***@127.0.0.1" in text and "guest:guest@" not in text, text  # no password
+
+
+def test_a_second_ctrl_c_while_the_demo_stops_still_stops_everything(tmp_path: Path) -> None:
+    http_port, dash_port = free_port(), free_port()
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "collector.cli",
+                "demo",
+                "--db",
+                str(tmp_path / "d.duckdb"),
+                "--http-port",
+                str(http_port),
+                "--grpc-port",
+                str(free_port()),
+                "--port",
+                str(dash_port),
+                "--amqp",
+                "amqp://guest:guest@127.0.0.1:9/",  # an in-process bus: no broker needed
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    children: list[psutil.Process] = []
+    try:
+        wait_for(lambda: "Press Ctrl-C to stop." in log.read_text(), timeout=60)
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 2, children  # the collector and the dashboard
+        # An impatient user presses Ctrl-C again while the demo flushes its traffic.
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        # Neither the collector nor the dashboard is left running on its own.
+        wait_for(lambda: not any(_running(c) for c in children), timeout=30)
+    finally:
+        for p in (proc, *children):  # leave nothing running behind a failed test
+            if _running(p):
+                p.kill()
+    assert "stopped, store closed" in log.read_text(), log.read_text()
+
+
+def _running(p: subprocess.Popen[bytes] | psutil.Process) -> bool:
+    if isinstance(p, subprocess.Popen):
+        return p.poll() is None
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
