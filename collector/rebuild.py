@@ -56,19 +56,14 @@ def gc_paused() -> Iterator[None]:
 
 
 def load_everything(conn: duckdb.DuckDBPyConnection) -> Working:
-    traces = [r[0] for r in conn.execute("SELECT DISTINCT trace_id FROM spans").fetchall()]
-    traces += [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT trace_id FROM events WHERE trace_id <> '' "
-            "AND trace_id NOT IN (SELECT trace_id FROM spans)"
-        ).fetchall()
-    ]
-    events = [r[0] for r in conn.execute("SELECT event_key FROM events").fetchall()]
-    work = Working(trace_ids=set(traces), event_keys=set(events))
-    work.spans = load_spans(conn, traces)
-    work.logs = load_logs(conn, traces)
-    work.events = load_events(conn, events, [])
+    """Every stored record the analysis reads: all spans and events, logs with a trace."""
+    work = Working()
+    work.spans = load_spans(conn, None)
+    work.logs = load_logs(conn, None)
+    work.events = load_events(conn, None, [])
+    work.trace_ids = {s.trace_id for s in work.spans} | {r.trace_id for r in work.logs}
+    work.trace_ids |= {e.trace_id for e in work.events if e.trace_id}
+    work.event_keys = {e.event_key for e in work.events}
     return work
 
 

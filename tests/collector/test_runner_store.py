@@ -19,6 +19,7 @@ from collector.normalize.records import (
     RecordBatch,
     SpanRecord,
     finalize_event_key,
+    finalize_log_id,
 )
 from collector.rebuild import gc_paused, rebuild
 from collector.runner import (
@@ -297,6 +298,70 @@ def test_a_rebuild_leaves_no_backlog(tmp_path: Path) -> None:
     rebuild(conn, SagaConfig())
     assert next_backlog(conn, load_progress(conn), limit=10) == []
     assert conn.execute("SELECT count(*) FROM sagas").fetchone() == (2,)
+
+
+def _mixed_records() -> RecordBatch:
+    log = LogRecord(
+        time_ns=1_500,
+        trace_id="c" * 32,
+        span_id="3" * 16,
+        event_name="PaymentDeclined",
+        attributes={"saga.id": "order-3", "saga.step": "charge"},
+    )
+    event = EventRecord(
+        id="e-1",
+        source="orders",
+        type="OrderPlaced",
+        transport="http",
+        time_ns=1_200,
+        extensions={"correlationid": "order-4"},
+        data={"amount": 12345678901234567890123},
+    )
+    return RecordBatch(
+        spans=[
+            _span("a", "1", {"saga.id": "order-1"}),
+            _span("b", "2", {"saga.id": "order-2", "saga.step": "charge"}),
+        ],
+        logs=[finalize_log_id(log)],
+        events=[finalize_event_key(event)],
+    )
+
+
+def _saga_rows(conn: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
+    return conn.execute(
+        "SELECT saga_key, status, step_count, record_count, trace_ids FROM sagas ORDER BY 1"
+    ).fetchall()
+
+
+def test_a_rebuild_finds_what_incremental_passes_find(tmp_path: Path) -> None:
+    # Logs of a trace without spans and events outside any trace included: the rebuild
+    # reads everything the backlog would hand to incremental passes.
+    config = SagaConfig()
+    writer = Writer(str(tmp_path / "inc.duckdb")).start()
+    try:
+        writer.submit(_mixed_records()).result(10)
+        cur = writer.cursor()
+        pending = next_backlog(cur, load_progress(cur), limit=100)
+        traces = {i for _, i in pending if not i.startswith(EVENT_PREFIX)}
+        events = {i.removeprefix(EVENT_PREFIX) for _, i in pending if i.startswith(EVENT_PREFIX)}
+        work = gather(cur, traces, events, config)
+        cur.close()
+        tables = result_tables(work, analyze_working(work, config, 10_000), 10_000)
+        writer.run(lambda conn: store_results(conn, tables, work.old_sagas)).result(10)
+        incremental = _saga_rows(writer.cursor())
+    finally:
+        writer.close()
+    writer = Writer(str(tmp_path / "full.duckdb")).start()
+    try:
+        writer.submit(_mixed_records()).result(10)
+    finally:
+        writer.close()
+    conn = duckdb.connect(str(tmp_path / "full.duckdb"))
+    stats = rebuild(conn, config, now_ns=10_000)
+    assert stats.records == 4
+    assert len(incremental) == 4
+    assert _saga_rows(conn) == incremental
+    conn.close()
 
 
 def test_an_older_store_counts_what_it_holds_as_analysed(tmp_path: Path) -> None:
