@@ -226,8 +226,6 @@ def store_results(
     With ``progress``, also record that the backlog is analysed up to it, in the same
     transaction: a pass counts as done exactly when its results are stored.
     """
-    if progress is not None:
-        save_progress(conn, progress)
     # Every stored saga has its row in ``sagas``; a key this pass made that is neither an
     # old saga nor there has nothing to replace, so the common case (new sagas) deletes
     # nothing. Each DELETE costs a table scan on the writer thread, which ingest waits for.
@@ -246,12 +244,6 @@ def store_results(
             stale,
         )
     }
-    # This also drops the old membership rows of records whose saga changed key: gather
-    # put every saga owning a membership row of this pass's traces, events or identity
-    # keys into ``old_sagas``.
-    if stale:
-        for table in SAGA_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE saga_key IN (SELECT unnest(?))", [stale])
     findings = tables["findings"]
     if kept and findings.num_rows:
         ids = findings.column("finding_id").to_pylist()
@@ -265,8 +257,58 @@ def store_results(
         findings = findings.append_column(
             "acknowledged_ns", pa.array([p[1] for p in previous], pa.int64())
         ).append_column("acknowledged_by", pa.array([p[2] for p in previous], pa.string()))
-    for name, table in tables.items():
-        _bulk(conn, name, findings if name == "findings" else table, name == "trace_links")
+    # The writes are one statement list, one call into DuckDB: each call has to take the
+    # GIL back when it returns, which costs the writer thread, that ingest waits for, up
+    # to the interpreter's switch interval while receivers decode (see _store_new in
+    # collector.store.writer). The statements read these tables from this function's
+    # locals by name (DuckDB's replacement scan of Python objects).
+    _new_sagas = tables["sagas"]
+    _new_steps = tables["steps"]
+    _new_findings = findings
+    _new_saga_traces = tables["saga_traces"]
+    _new_saga_events = tables["saga_events"]
+    _new_saga_identity = tables["saga_identity"]
+    _new_trace_links = tables["trace_links"]
+    new = {
+        "sagas": _new_sagas,
+        "steps": _new_steps,
+        "findings": _new_findings,
+        "saga_traces": _new_saga_traces,
+        "saga_events": _new_saga_events,
+        "saga_identity": _new_saga_identity,
+        "trace_links": _new_trace_links,
+    }
+    _stale = pa.table({"saga_key": pa.array(stale, pa.string())})
+    _progress = pa.table(
+        {
+            "ns": pa.array([progress[0] if progress else 0], pa.int64()),
+            "record": pa.array([progress[1] if progress else ""], pa.string()),
+        }
+    )
+    statements = []
+    if progress is not None:
+        # With ``progress``, the pass counts as done exactly when its results are stored.
+        statements.append(
+            "UPDATE analysis_progress SET ingested_ns = p.ns, record = p.record "
+            "FROM _progress p WHERE id = 1"
+        )
+    # This also drops the old membership rows of records whose saga changed key: gather
+    # put every saga owning a membership row of this pass's traces, events or identity
+    # keys into ``old_sagas``.
+    if stale:
+        statements += [
+            f"DELETE FROM {table} WHERE saga_key IN (SELECT saga_key FROM _stale)"
+            for table in SAGA_TABLES
+        ]
+    for name, table in new.items():
+        if table.num_rows:
+            names = ", ".join(table.column_names)
+            conflict = " ON CONFLICT DO NOTHING" if name == "trace_links" else ""
+            statements.append(
+                f"INSERT INTO {name} ({names}) SELECT {names} FROM _new_{name}{conflict}"
+            )
+    if statements:
+        conn.execute(";\n".join(statements))
 
 
 # The analysis backlog is every record stored after the progress mark, in the order
@@ -292,12 +334,6 @@ ORDER BY p.ns, p.id LIMIT $limit
 """
 
 
-def save_progress(conn: duckdb.DuckDBPyConnection, progress: Progress) -> None:
-    conn.execute(
-        "UPDATE analysis_progress SET ingested_ns = ?, record = ? WHERE id = 1", list(progress)
-    )
-
-
 def next_backlog(
     conn: duckdb.DuckDBPyConnection, after: Progress, limit: int
 ) -> list[tuple[int, str]]:
@@ -314,22 +350,6 @@ def next_backlog(
 
 def _fields(cls: Any, items: list[Any]) -> dict[str, list[Any]]:
     return {f.name: [getattr(x, f.name) for x in items] for f in dataclasses.fields(cls)}
-
-
-def _bulk(
-    conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ignore_conflicts: bool = False
-) -> None:
-    """Insert an Arrow table's rows: one statement instead of one per row."""
-    if not data.num_rows:
-        return
-    view = f"_bulk_{table}"
-    conn.register(view, data)
-    try:
-        names = ", ".join(data.column_names)
-        conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-        conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {view}{conflict}")
-    finally:
-        conn.unregister(view)
 
 
 def analyze_working(
