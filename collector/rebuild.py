@@ -61,9 +61,6 @@ def load_everything(conn: duckdb.DuckDBPyConnection) -> Working:
     work.spans = load_spans(conn, None)
     work.logs = load_logs(conn, None)
     work.events = load_events(conn, None, [])
-    work.trace_ids = {s.trace_id for s in work.spans} | {r.trace_id for r in work.logs}
-    work.trace_ids |= {e.trace_id for e in work.events if e.trace_id}
-    work.event_keys = {e.event_key for e in work.events}
     return work
 
 

@@ -278,16 +278,10 @@ def store_results(
         "saga_identity": _new_saga_identity,
         "trace_links": _new_trace_links,
     }
-    _stale = pa.table({"saga_key": pa.array(stale, pa.string())})
-    _progress = pa.table(
-        {
-            "ns": pa.array([progress[0] if progress else 0], pa.int64()),
-            "record": pa.array([progress[1] if progress else ""], pa.string()),
-        }
-    )
     statements = []
     if progress is not None:
         # With ``progress``, the pass counts as done exactly when its results are stored.
+        _progress = pa.table({"ns": pa.array([progress[0]], pa.int64()), "record": [progress[1]]})
         statements.append(
             "UPDATE analysis_progress SET ingested_ns = p.ns, record = p.record "
             "FROM _progress p WHERE id = 1"
@@ -296,6 +290,7 @@ def store_results(
     # put every saga owning a membership row of this pass's traces, events or identity
     # keys into ``old_sagas``.
     if stale:
+        _stale = pa.table({"saga_key": stale})
         statements += [
             f"DELETE FROM {table} WHERE saga_key IN (SELECT saga_key FROM _stale)"
             for table in SAGA_TABLES
@@ -427,7 +422,8 @@ def pause_after_pass(pass_seconds: float, writer_busy: float, share: float) -> f
     """How long analysis waits after a pass so that it takes ``share`` of the time.
 
     Only while ingest keeps the writer busy (``writer_busy``, its committing share of the
-    last second or more, above a half); otherwise analysis runs flat out. Never longer than ``MAX_PAUSE_S``.
+    last second or more, above a half); otherwise analysis runs flat out. Never longer
+    than ``MAX_PAUSE_S``.
     """
     if share >= 1 or writer_busy < 0.5:
         return 0.0

@@ -84,34 +84,31 @@ def _select(
     return conn.sql(sql, params=params).to_arrow_table()
 
 
+def _of_traces(
+    conn: duckdb.DuckDBPyConnection, table: str, select: str, trace_ids: list[str] | None
+) -> pa.Table | None:
+    """Rows of a table with a trace id: of these traces, or every one with ``None``."""
+    if trace_ids is None:
+        return _select(conn, f"SELECT {select} FROM {table} WHERE trace_id <> ''")
+    if not trace_ids:
+        return None
+    return _select(
+        conn,
+        f"SELECT {select} FROM {table} WHERE trace_id IN (SELECT unnest($ids))",
+        {"ids": trace_ids},
+    )
+
+
 def load_spans(conn: duckdb.DuckDBPyConnection, trace_ids: list[str] | None) -> list[SpanRecord]:
     """The stored spans of these traces; with ``None``, every stored span."""
-    if trace_ids is None:
-        table = _select(conn, f"SELECT {SPAN_SELECT} FROM spans")
-    elif not trace_ids:
-        return []
-    else:
-        table = _select(
-            conn,
-            f"SELECT {SPAN_SELECT} FROM spans WHERE trace_id IN (SELECT unnest($ids))",
-            {"ids": trace_ids},
-        )
-    return _records(SpanRecord, _SPAN_FIELDS, table, empty=_SPAN_EMPTY)
+    table = _of_traces(conn, "spans", SPAN_SELECT, trace_ids)
+    return [] if table is None else _records(SpanRecord, _SPAN_FIELDS, table, empty=_SPAN_EMPTY)
 
 
 def load_logs(conn: duckdb.DuckDBPyConnection, trace_ids: list[str] | None) -> list[LogRecord]:
     """The stored log records of these traces; with ``None``, every one with a trace."""
-    if trace_ids is None:
-        table = _select(conn, f"SELECT {LOG_SELECT} FROM logs WHERE trace_id <> ''")
-    elif not trace_ids:
-        return []
-    else:
-        table = _select(
-            conn,
-            f"SELECT {LOG_SELECT} FROM logs WHERE trace_id IN (SELECT unnest($ids))",
-            {"ids": trace_ids},
-        )
-    return _records(LogRecord, _LOG_FIELDS, table, empty=_LOG_EMPTY)
+    table = _of_traces(conn, "logs", LOG_SELECT, trace_ids)
+    return [] if table is None else _records(LogRecord, _LOG_FIELDS, table, empty=_LOG_EMPTY)
 
 
 def load_events(

@@ -15,6 +15,26 @@ import pytest
 from tests.conftest import free_port, require_service, wait_for
 
 
+def _demo(tmp_path: Path, http_port: int, grpc_port: int, dash_port: int, amqp: str) -> list[str]:
+    """The demo command on these ports, its store in ``tmp_path``."""
+    return [
+        sys.executable,
+        "-m",
+        "collector.cli",
+        "demo",
+        "--db",
+        str(tmp_path / "d.duckdb"),
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--port",
+        str(dash_port),
+        "--amqp",
+        amqp,
+    ]
+
+
 @pytest.mark.parametrize(
     ("amqp", "bus"),
     [
@@ -34,22 +54,7 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
     log = tmp_path / "demo.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "collector.cli",
-                "demo",
-                "--db",
-                str(tmp_path / "d.duckdb"),
-                "--http-port",
-                str(http_port),
-                "--grpc-port",
-                str(grpc_port),
-                "--port",
-                str(dash_port),
-                "--amqp",
-                amqp,
-            ],
+            _demo(tmp_path, http_port, grpc_port, dash_port, amqp),
             stdout=out,
             stderr=subprocess.STDOUT,
             # as a shell starts a background job: SIGINT ignored; Ctrl-C must still stop it
@@ -112,22 +117,8 @@ def test_a_second_ctrl_c_while_the_demo_stops_still_stops_everything(tmp_path: P
     log = tmp_path / "demo.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "collector.cli",
-                "demo",
-                "--db",
-                str(tmp_path / "d.duckdb"),
-                "--http-port",
-                str(http_port),
-                "--grpc-port",
-                str(free_port()),
-                "--port",
-                str(dash_port),
-                "--amqp",
-                "amqp://guest:guest@127.0.0.1:9/",  # an in-process bus: no broker needed
-            ],
+            # an unreachable broker: the demo runs on an in-process bus
+            _demo(tmp_path, http_port, free_port(), dash_port, "amqp://guest:guest@127.0.0.1:9/"),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
