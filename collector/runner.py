@@ -153,8 +153,8 @@ def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[st
     """The rows a pass stores, as Arrow tables named after their tables (pure).
 
     Built by the analysis thread, so the writer thread, which ingest waits for, only
-    deletes and inserts. Findings carry their detection time
-    here; :func:`store_results` keeps the first one of findings that persist.
+    deletes and inserts. Findings carry their detection time here; :func:`store_results`
+    keeps the first one of findings that persist.
     """
     tables: dict[str, pa.Table] = {}
     # Saga and Step fields are the table's columns, name for name.

@@ -174,6 +174,19 @@ def _concat(tables: list[pa.Table | None]) -> pa.Table | None:
     return pa.concat_tables(present)
 
 
+# Reads the table that _rejection_table built from the caller's local ``_new_rejections``.
+_REJECTIONS_SQL = "INSERT INTO rejections SELECT {now}, source, reason, sample FROM _new_rejections"
+
+
+def _rejection_table(batches: list[PreparedBatch]) -> pa.Table | None:
+    """The rejections of a commit group as one table, or None when there are none."""
+    rejections = [r for b in batches for r in b.rejections]
+    if not rejections:
+        return None
+    source, reason, sample = map(list, zip(*rejections, strict=True))
+    return pa.table({"source": source, "reason": reason, "sample": sample})
+
+
 def _store_new(conn: duckdb.DuckDBPyConnection, batches: list[PreparedBatch], now: int) -> None:
     """Store a commit group in one call into DuckDB, assuming every record in it is new.
 
@@ -192,19 +205,14 @@ def _store_new(conn: duckdb.DuckDBPyConnection, batches: list[PreparedBatch], no
     _new_spans = _concat([b.spans for b in batches])
     _new_logs = _concat([b.logs for b in batches])
     _new_events = _concat([b.events for b in batches])
-    rejections = [r for b in batches for r in b.rejections]
-    if rejections:
-        source, reason, sample = map(list, zip(*rejections, strict=True))
-        _new_rejections = pa.table({"source": source, "reason": reason, "sample": sample})
+    _new_rejections = _rejection_table(batches)
     present = (_new_spans, _new_logs, _new_events)
     statements = ["BEGIN"]
     statements += [
         k.new_sql.format(now=now) for k, t in zip(_TABLES, present, strict=True) if t is not None
     ]
-    if rejections:
-        statements.append(
-            f"INSERT INTO rejections SELECT {now}, source, reason, sample FROM _new_rejections"
-        )
+    if _new_rejections is not None:
+        statements.append(_REJECTIONS_SQL.format(now=now))
     statements.append("COMMIT")
     conn.execute(";\n".join(statements))
 
@@ -464,9 +472,9 @@ class Writer:
             stored = _insert_group(conn, kind, [getattr(b, kind.table) for b in batches], now)
             for result, count in zip(results, stored, strict=True):
                 result.stored += count
-        rejections = [[now, s, r, sample] for b in batches for s, r, sample in b.rejections]
-        if rejections:
-            conn.executemany("INSERT INTO rejections VALUES (?, ?, ?, ?)", rejections)
+        _new_rejections = _rejection_table(batches)
+        if _new_rejections is not None:
+            conn.execute(_REJECTIONS_SQL.format(now=now))
         for batch, result in zip(batches, results, strict=True):
             result.duplicates = batch.received - result.stored
         conn.execute("COMMIT")
