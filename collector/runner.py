@@ -164,11 +164,13 @@ def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[st
     # Flow queries group steps by saga type and by the step that came next: both are stored.
     steps = _fields(Step, result.steps)
     type_of = {s.saga_key: s.saga_type for s in result.sagas}
-    after = {(s.saga_key, s.seq): s.name for s in result.steps}
-    steps["saga_type"] = [type_of.get(k, "") for k in steps["saga_key"]]
+    keys, seqs, names = steps["saga_key"], steps["seq"], steps["name"]
+    steps["saga_type"] = [type_of.get(k, "") for k in keys]
+    # The analysis lists each saga's steps together, in order: the next one is adjacent.
     steps["next_step"] = [
-        after.get((k, seq + 1)) for k, seq in zip(steps["saga_key"], steps["seq"], strict=True)
-    ]
+        names[i + 1] if keys[i + 1] == keys[i] and seqs[i + 1] == seqs[i] + 1 else None
+        for i in range(len(keys) - 1)
+    ] + ([None] if keys else [])
     tables["steps"] = pa.table(steps)
     findings = result.findings
     tables["findings"] = pa.table(
@@ -184,14 +186,7 @@ def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[st
             "details": [to_json(f.details) for f in findings],
         }
     )
-    traces: dict[str, str] = {}
-    events: dict[str, str] = {}
-    for ref, key in result.membership.items():
-        kind, _, rest = ref.partition(":")
-        if kind == "span":
-            traces.setdefault(rest.partition(":")[0], key)
-        elif kind == "event":
-            events.setdefault(rest, key)
+    traces, events = result.trace_saga, result.event_saga
     tables["saga_traces"] = pa.table({"trace_id": list(traces), "saga_key": list(traces.values())})
     tables["saga_events"] = pa.table({"event_key": list(events), "saga_key": list(events.values())})
     tables["saga_identity"] = pa.table(

@@ -56,7 +56,12 @@ def analyze(
             saga_events.setdefault(key, []).append(event)
             membership[event.ref] = key
 
-    result = AnalysisResult(membership=membership, identity=resolution.identity)
+    result = AnalysisResult(
+        membership=membership,
+        identity=resolution.identity,
+        trace_saga={t: k for t in {s.trace_id for s in spans} if (k := trace_saga.get(t))},
+        event_saga={e.event_key: k for e, k in zip(events, event_saga, strict=True) if k},
+    )
     for saga_key in sorted(set(saga_spans) | set(saga_events) | set(saga_logs)):
         s_spans = saga_spans.get(saga_key, [])
         s_logs = saga_logs.get(saga_key, [])

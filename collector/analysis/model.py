@@ -93,9 +93,13 @@ class Saga:
 @dataclass(slots=True)
 class AnalysisResult:
     sagas: list[Saga] = field(default_factory=list)
+    # each saga's steps together, in ``seq`` order
     steps: list[Step] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     # record ref -> saga key, for every record that belongs to a saga
     membership: dict[str, str] = field(default_factory=dict)
+    # the same by trace (of the spans in a saga) and by event key
+    trace_saga: dict[str, str] = field(default_factory=dict)
+    event_saga: dict[str, str] = field(default_factory=dict)
     # raw identity key (see identity_keys()) -> saga key it was merged into
     identity: dict[str, str] = field(default_factory=dict)

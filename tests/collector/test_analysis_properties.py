@@ -24,6 +24,8 @@ def canon(result: AnalysisResult) -> dict[str, object]:
         "steps": sorted((asdict(s) for s in result.steps), key=lambda d: (d["saga_key"], d["seq"])),
         "findings": sorted((asdict(f) for f in result.findings), key=lambda d: d["finding_id"]),
         "membership": dict(sorted(result.membership.items())),
+        "trace_saga": dict(sorted(result.trace_saga.items())),
+        "event_saga": dict(sorted(result.event_saga.items())),
         "identity": dict(sorted(result.identity.items())),
     }
 
@@ -40,6 +42,27 @@ def test_population_covers_every_shape_and_many_statuses():
     }
     # saga.id serves two shapes; with the combined config business keys win over correlationid
     assert len({s.identity_rule for s in BASELINE.sagas}) == len(SHAPES) - 2
+
+
+def test_sagas_by_trace_and_by_event_agree_with_membership():
+    spans = {r.partition(":")[2].partition(":")[0] for r in BASELINE.membership if r[:5] == "span:"}
+    events = {r[6:] for r in BASELINE.membership if r[:6] == "event:"}
+    assert set(BASELINE.trace_saga) == spans and set(BASELINE.event_saga) == events
+    for span in POP.spans:
+        if span.ref in BASELINE.membership:
+            assert BASELINE.trace_saga[span.trace_id] == BASELINE.membership[span.ref]
+    for event in POP.events:
+        if event.ref in BASELINE.membership:
+            assert BASELINE.event_saga[event.event_key] == BASELINE.membership[event.ref]
+
+
+def test_each_sagas_steps_come_together_in_order():
+    # result_tables reads a step's successor from the next row
+    order = [(s.saga_key, s.seq) for s in BASELINE.steps]
+    assert order == sorted(
+        order, key=lambda k: ([s.saga_key for s in BASELINE.sagas].index(k[0]), k[1])
+    )
+    assert len(set(order)) == len(order)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

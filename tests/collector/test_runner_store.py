@@ -26,6 +26,7 @@ from collector.runner import (
     _DUE_TRACES,
     EVENT_PREFIX,
     MAX_PAUSE_S,
+    Working,
     analyze_working,
     earliest_stall_ns,
     gather,
@@ -446,3 +447,26 @@ def test_gc_paused_holds_the_collector_and_restores_what_it_found() -> None:
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+def test_result_tables_name_each_steps_successor_and_each_records_saga() -> None:
+    from sample_data.shapes import SCENARIOS, build_population, combined_config
+
+    pop = build_population(24, seed=3, scenario_weights={s: 1.0 for s in SCENARIOS})
+    config = SagaConfig.from_dict(combined_config())
+    work = Working(spans=pop.spans, logs=pop.logs, events=pop.events)
+    result = analyze_working(work, config, pop.now_ns)
+    tables = result_tables(work, result, pop.now_ns)
+    name = {(s.saga_key, s.seq): s.name for s in result.steps}
+    steps = tables["steps"].to_pylist()
+    assert len(steps) == len(result.steps) > 24
+    assert any(s["next_step"] is None for s in steps) and any(s["next_step"] for s in steps)
+    for s in steps:
+        assert s["next_step"] == name.get((s["saga_key"], s["seq"] + 1))
+    traces = {
+        ref.split(":")[1]: key for ref, key in result.membership.items() if ref[:5] == "span:"
+    }
+    events = {ref[6:]: key for ref, key in result.membership.items() if ref[:6] == "event:"}
+    assert events and traces
+    assert dict(zip(*tables["saga_traces"].to_pydict().values(), strict=True)) == traces
+    assert dict(zip(*tables["saga_events"].to_pydict().values(), strict=True)) == events
