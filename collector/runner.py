@@ -425,6 +425,42 @@ def pause_after_pass(pass_seconds: float, writer_busy: float, share: float) -> f
     return min(pass_seconds * (1 - share) / share, MAX_PAUSE_S)
 
 
+def pause_and_carry(
+    pass_seconds: float, carried: float, writer_busy: float, share: float
+) -> tuple[float, float]:
+    """The pause after a pass, and the pass time it leaves unbalanced for the next pause.
+
+    Pass time that a pause cut short by :data:`MAX_PAUSE_S` did not balance (``carried``)
+    counts towards the next pause, so analysis keeps to its share over several passes.
+    Nothing is carried once ingest leaves the writer room.
+    """
+    unbalanced = pass_seconds + carried
+    pause = pause_after_pass(unbalanced, writer_busy, share)
+    if not pause:
+        return 0.0, 0.0
+    return pause, max(0.0, unbalanced - pause * share / (1 - share))
+
+
+MIN_PASS_RECORDS = 50  # the smallest pass: below it, a pass's fixed costs would dominate
+
+
+def next_pass_size(
+    size: int, pass_seconds: float, writer_busy: float, share: float, limit: int
+) -> int:
+    """How many backlog ids the next pass takes, after one of ``size`` took ``pass_seconds``.
+
+    While ingest keeps the writer busy, a pass is sized to last no longer than the pause
+    :data:`MAX_PAUSE_S` can balance: a longer one would get a pause cut short by that cap
+    and take more than ``share`` of the time. Otherwise, and at most, ``limit``.
+    """
+    if share >= 1 or writer_busy < 0.5 or pass_seconds <= 0:
+        return limit
+    longest = MAX_PAUSE_S * share / (1 - share)
+    # Aim below the longest pass: pass time does not fall quite in proportion to size.
+    fitted = int(size * 0.8 * longest / pass_seconds)
+    return max(MIN_PASS_RECORDS, min(limit, fitted))
+
+
 def earliest_stall_ns(config: SagaConfig) -> int:
     """The shortest time without progress after which any saga can count as stalled."""
     timeouts = [
@@ -464,10 +500,12 @@ class AnalysisRunner:
         self.last_sweep = 0.0
         self.learned: LearnedStats | None = None
         self.max_pass_records = 1000
+        self.pass_records = self.max_pass_records  # the next pass's size (see next_pass_size)
         self.progress: Progress = (0, "")
         self.paused_s = 0.0  # time given back to ingest (see _yield_to_ingest)
         self._busy_mark = (time.monotonic(), 0.0)  # (when, writer's commit seconds then)
         self._writer_busy = 0.0  # share of the last second or more the writer was committing
+        self._unbalanced_s = 0.0  # pass time no pause has balanced yet (see _yield_to_ingest)
 
     def mark_dirty(self, info: CommitInfo) -> None:
         with self._lock:
@@ -522,7 +560,7 @@ class AnalysisRunner:
         try:
             # Bounded passes keep memory flat under sustained ingest; the rest waits its turn
             # in the store, where it also outlives a restart.
-            pending = next_backlog(cur, self.progress, self.max_pass_records)
+            pending = next_backlog(cur, self.progress, self.pass_records)
         finally:
             cur.close()
         if not pending:
@@ -543,7 +581,8 @@ class AnalysisRunner:
         Analysis and ingest share the interpreter and the writer: a pass running flat out
         slows ingest by about as much time as it takes. When the writer has been busy for
         more than half of the last second or more, pause so that passes take their
-        share only; what waits meanwhile is in the store and is analysed when ingest eases.
+        share only, and size the next pass so that its pause can; what waits meanwhile is in
+        the store and is analysed when ingest eases.
         """
         committing = self.collector.writer.stats.commit_seconds_total
         now = time.monotonic()
@@ -553,7 +592,12 @@ class AnalysisRunner:
             self._writer_busy = (committing - committing_before) / (now - since)
             self._busy_mark = (now, committing)
         share = self.collector.settings.analysis_share
-        pause = pause_after_pass(pass_seconds, self._writer_busy, share)
+        pause, self._unbalanced_s = pause_and_carry(
+            pass_seconds, self._unbalanced_s, self._writer_busy, share
+        )
+        self.pass_records = next_pass_size(
+            self.pass_records, pass_seconds, self._writer_busy, share, self.max_pass_records
+        )
         if pause:
             self.paused_s += pause
             self._stop.wait(pause)

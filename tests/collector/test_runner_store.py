@@ -26,13 +26,16 @@ from collector.runner import (
     _DUE_TRACES,
     EVENT_PREFIX,
     MAX_PAUSE_S,
+    MIN_PASS_RECORDS,
     Working,
     analyze_working,
     earliest_stall_ns,
     gather,
     learn_from_store,
     next_backlog,
+    next_pass_size,
     pause_after_pass,
+    pause_and_carry,
     result_tables,
     store_results,
 )
@@ -388,6 +391,38 @@ def test_analysis_gives_ingest_its_share_only_while_the_writer_is_busy(
     pass_s: float, busy: float, share: float, pause: float
 ) -> None:
     assert pause_after_pass(pass_s, busy, share) == pytest.approx(pause)
+
+
+def test_pass_time_a_capped_pause_leaves_unbalanced_counts_towards_the_next() -> None:
+    # a 2 s pass at a fifth of the time wants an 8 s pause: 5 s now, 0.75 s of pass carried
+    pause, carried = pause_and_carry(2.0, 0.0, 0.9, 0.2)
+    assert (pause, carried) == pytest.approx((MAX_PAUSE_S, 0.75))
+    pause, carried = pause_and_carry(0.25, carried, 0.9, 0.2)
+    assert (pause, carried) == pytest.approx((4.0, 0.0))
+    # so over both passes analysis took its fifth: 2.25 s of 11.25 s
+    # once ingest leaves the writer room, nothing is owed
+    assert pause_and_carry(0.5, 3.0, 0.3, 0.2) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("size", "pass_s", "busy", "share", "expected"),
+    [
+        (1000, 2.5, 0.9, 0.2, 400),  # a pass of 2.5 s outlasts what a 5 s pause balances
+        (400, 0.4, 0.9, 0.2, 1000),  # short passes grow back, up to the limit
+        (400, 0.8, 0.9, 0.2, 500),
+        (100, 60.0, 0.9, 0.2, MIN_PASS_RECORDS),  # never below the floor
+        (200, 2.5, 0.3, 0.2, 1000),  # ingest has room: full passes
+        (200, 2.5, 0.9, 1.0, 1000),  # no limit
+    ],
+)
+def test_passes_under_load_last_no_longer_than_their_pause_can_balance(
+    size: int, pass_s: float, busy: float, share: float, expected: int
+) -> None:
+    assert next_pass_size(size, pass_s, busy, share, 1000) == expected
+    if busy >= 0.5 and share < 1 and expected > MIN_PASS_RECORDS:
+        # the next pass, if time falls with size, gets its whole pause: the share holds
+        next_s = pass_s * expected / size
+        assert pause_after_pass(next_s, busy, share) < MAX_PAUSE_S or expected == 1000
 
 
 def test_a_finding_that_persists_keeps_its_first_detection_and_acknowledgement(
