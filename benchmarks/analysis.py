@@ -89,8 +89,7 @@ def main() -> None:
         off, _ = ingest_rate(False, args.seconds)
         on, health = ingest_rate(True, args.seconds)
         pairs.append((off, on, health))
-    costs = sorted(1 - on / off for off, on, _ in pairs)
-    cost = statistics.median(costs)
+    cost = statistics.median(1 - on / off for off, on, _ in pairs)
     print()
     print(f"{'measure':<52}{'value':>12}   target")
     rows = [

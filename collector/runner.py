@@ -420,9 +420,14 @@ def pause_after_pass(pass_seconds: float, writer_busy: float, share: float) -> f
     last second or more, above a half); otherwise analysis runs flat out. Never longer
     than ``MAX_PAUSE_S``.
     """
-    if share >= 1 or writer_busy < 0.5:
+    if not _yields_to_ingest(writer_busy, share):
         return 0.0
     return min(pass_seconds * (1 - share) / share, MAX_PAUSE_S)
+
+
+def _yields_to_ingest(writer_busy: float, share: float) -> bool:
+    """Whether analysis is held to ``share``: ingest kept the writer busy over half the time."""
+    return share < 1 and writer_busy >= 0.5
 
 
 def pause_and_carry(
@@ -453,7 +458,7 @@ def next_pass_size(
     :data:`MAX_PAUSE_S` can balance: a longer one would get a pause cut short by that cap
     and take more than ``share`` of the time. Otherwise, and at most, ``limit``.
     """
-    if share >= 1 or writer_busy < 0.5 or pass_seconds <= 0:
+    if not _yields_to_ingest(writer_busy, share) or pass_seconds <= 0:
         return limit
     longest = MAX_PAUSE_S * share / (1 - share)
     # Aim below the longest pass: pass time does not fall quite in proportion to size.
