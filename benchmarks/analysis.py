@@ -6,7 +6,7 @@
    ``--pairs`` pairs of runs, and prints the throughput cost of incremental analysis in each
    pair and their median.
 
-    python benchmarks/analysis.py [--sagas 100000] [--seconds 15] [--pairs 3]
+    python benchmarks/analysis.py [--sagas 100000] [--seconds 30] [--pairs 5]
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def ingest_rate(analysis: bool, seconds: float) -> tuple[float, dict[str, float]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sagas", type=int, default=100_000)
-    ap.add_argument("--seconds", type=float, default=15)
-    ap.add_argument("--pairs", type=int, default=3, help="ingest runs with analysis off and on")
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--pairs", type=int, default=5, help="ingest runs with analysis off and on")
     args = ap.parse_args()
     config = SagaConfig.from_dict(combined_config())
     with tempfile.TemporaryDirectory() as tmp:
