@@ -28,8 +28,9 @@ DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_DECODE_PROCESSES = 0
 # While ingest keeps the writer busy, analysis passes take at most this share of the time.
 # Ingest nearly stops while a pass runs (both need the GIL, and the pass stores through the
-# writer), so the throughput analysis costs is about this share: at 0.2 single 30 s runs
-# cost 15-25%; at 0.15 they cost 4-14% (benchmarks/analysis.py), under the 20% budget.
+# writer), so the throughput analysis costs is about this share: at 0.2 five pairs of 30 s
+# runs cost 4-25% (median 19%); at 0.15, 4-14% (median 12%), under the 20% budget
+# (benchmarks/analysis.py).
 DEFAULT_ANALYSIS_SHARE = 0.15
 
 log = logging.getLogger("sagalens")
