@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import os
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 from collector.analysis.config import SagaConfig
+from collector.analysis.core import Grouped, analyze_sagas, group_records
 from collector.runner import (
     SAGA_TABLES,
     Working,
-    analyze_working,
     data_now,
-    result_tables,
+    membership_tables,
+    saga_tables,
     store_results,
 )
 from collector.store.records_io import load_events, load_logs, load_spans
@@ -29,6 +35,7 @@ class RebuildStats:
 
     records: int = 0
     sagas: int = 0
+    processes: int = 1  # the analysis ran in
     load_s: float = 0.0
     analyse_s: float = 0.0
     store_s: float = 0.0
@@ -64,13 +71,76 @@ def load_everything(conn: duckdb.DuckDBPyConnection) -> Working:
     return work
 
 
+# Fewer sagas than this per process and a process of its own costs more than it saves.
+MIN_SAGAS_PER_PROCESS = 5_000
+
+
+def default_processes() -> int:
+    """Processes a rebuild analyses in: one per core it may run on, where fork is at hand."""
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1  # forking a process that holds the records is what makes it pay
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def parts_for(sagas: int, processes: int) -> int:
+    """Into how many parts, one per process, to deal ``sagas`` out."""
+    return max(1, min(processes, sagas // MIN_SAGAS_PER_PROCESS))
+
+
+# What the forked processes analyse: set just before they start, so each inherits it.
+_shared: tuple[Grouped, SagaConfig, int] | None = None
+
+
+def _analyse_part(index: int, parts: int) -> dict[str, pa.Table]:
+    """Analyse every ``parts``-th saga from the ``index``-th: its sagas, steps, findings."""
+    assert _shared is not None
+    grouped, config, now = _shared
+    keys = grouped.saga_keys[index::parts]
+    return saga_tables(*analyze_sagas(grouped, keys, config, now), now)
+
+
+def analyse_all(
+    work: Working, config: SagaConfig, now: int, processes: int = 1
+) -> dict[str, pa.Table]:
+    """Every saga in ``work``, analysed and made into rows, in up to ``processes`` processes.
+
+    Identity is resolved over all the records first, in this process; the sagas it finds
+    are then analysed each on its own, so they are dealt out to processes forked from this
+    one, which inherit the records rather than receive them. The rows are the same as one
+    process makes, only in another order.
+    """
+    global _shared
+    grouped = group_records(work.spans, work.logs, work.events, config)
+    parts = parts_for(len(grouped.saga_keys), processes)
+    _shared = (grouped, config, now)
+    try:
+        if parts == 1:
+            pieces = [_analyse_part(0, 1)]
+        else:
+            fork = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(parts - 1, mp_context=fork) as pool:
+                futures = [pool.submit(_analyse_part, i, parts) for i in range(1, parts)]
+                pieces = [_analyse_part(0, parts), *(f.result() for f in futures)]
+    finally:
+        _shared = None
+    tables = {
+        name: pa.concat_tables([p[name] for p in pieces], promote_options="default")
+        for name in pieces[0]
+    }
+    tables.update(membership_tables(work, grouped.result))
+    return tables
+
+
 def rebuild(
-    conn: duckdb.DuckDBPyConnection, config: SagaConfig, now_ns: int | None = None
+    conn: duckdb.DuckDBPyConnection,
+    config: SagaConfig,
+    now_ns: int | None = None,
+    processes: int | None = None,
 ) -> RebuildStats:
     """Analyse everything stored and replace every saga's rows, in one transaction.
 
     ``now_ns`` defaults to the latest time the data carries, so replayed data shows its
-    stalls.
+    stalls. ``processes`` defaults to one per core (see :func:`default_processes`).
     """
     stats = RebuildStats()
     started = time.perf_counter()
@@ -80,11 +150,14 @@ def rebuild(
         stats.records = len(work.spans) + len(work.logs) + len(work.events)
         loaded = time.perf_counter()
         stats.load_s = loaded - started
-        tables = result_tables(work, analyze_working(work, config, now), now)
+        if processes is None:
+            processes = default_processes()
+        tables = analyse_all(work, config, now, processes)
         del work
         analysed = time.perf_counter()
         stats.analyse_s = analysed - loaded
     stats.sagas = tables["sagas"].num_rows
+    stats.processes = parts_for(stats.sagas, processes)
     # Everything stored is analysed: a collector opening this file has no backlog.
     progress = (last_ingested_ns(conn) + 1, "")
     conn.execute("BEGIN")

@@ -24,7 +24,7 @@ import pyarrow as pa
 from collector.analysis.classify import MIN_LEARNED_THRESHOLD_NS
 from collector.analysis.config import SagaConfig
 from collector.analysis.identity import identity_keys
-from collector.analysis.model import AnalysisResult, Saga, Step
+from collector.analysis.model import AnalysisResult, Finding, Saga, Step
 from collector.analysis.stats import TERMINAL_SHARE, LearnedStats, TransitionStats
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.store.columns import to_json
@@ -156,23 +156,32 @@ def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[st
     deletes and inserts. Findings carry their detection time here; :func:`store_results`
     keeps the first one of findings that persist.
     """
+    tables = saga_tables(result.sagas, result.steps, result.findings, now_ns)
+    tables.update(membership_tables(work, result))
+    return tables
+
+
+def saga_tables(
+    sagas: list[Saga], steps: list[Step], findings: list[Finding], now_ns: int
+) -> dict[str, pa.Table]:
+    """The ``sagas``, ``steps`` and ``findings`` rows of some sagas (each saga's steps
+    together, in order)."""
     tables: dict[str, pa.Table] = {}
     # Saga and Step fields are the table's columns, name for name.
-    sagas = _fields(Saga, result.sagas)
-    sagas["updated_ns"] = [now_ns] * len(result.sagas)
-    tables["sagas"] = pa.table(sagas)
+    saga_columns = _fields(Saga, sagas)
+    saga_columns["updated_ns"] = [now_ns] * len(sagas)
+    tables["sagas"] = pa.table(saga_columns)
     # Flow queries group steps by saga type and by the step that came next: both are stored.
-    steps = _fields(Step, result.steps)
-    type_of = {s.saga_key: s.saga_type for s in result.sagas}
-    keys, seqs, names = steps["saga_key"], steps["seq"], steps["name"]
-    steps["saga_type"] = [type_of.get(k, "") for k in keys]
+    step_columns = _fields(Step, steps)
+    type_of = {s.saga_key: s.saga_type for s in sagas}
+    keys, seqs, names = step_columns["saga_key"], step_columns["seq"], step_columns["name"]
+    step_columns["saga_type"] = [type_of.get(k, "") for k in keys]
     # The analysis lists each saga's steps together, in order: the next one is adjacent.
-    steps["next_step"] = [
+    step_columns["next_step"] = [
         names[i + 1] if keys[i + 1] == keys[i] and seqs[i + 1] == seqs[i] + 1 else None
         for i in range(len(keys) - 1)
     ] + ([None] if keys else [])
-    tables["steps"] = pa.table(steps)
-    findings = result.findings
+    tables["steps"] = pa.table(step_columns)
     tables["findings"] = pa.table(
         {
             "finding_id": [f.finding_id for f in findings],
@@ -186,6 +195,12 @@ def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[st
             "details": [to_json(f.details) for f in findings],
         }
     )
+    return tables
+
+
+def membership_tables(work: Working, result: AnalysisResult) -> dict[str, pa.Table]:
+    """Which traces, events and identity keys belong to which saga; which traces link."""
+    tables: dict[str, pa.Table] = {}
     traces, events = result.trace_saga, result.event_saga
     tables["saga_traces"] = pa.table({"trace_id": list(traces), "saga_key": list(traces.values())})
     tables["saga_events"] = pa.table({"event_key": list(events), "saga_key": list(events.values())})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from collector.analysis.classify import classify
 from collector.analysis.config import SagaConfig
 from collector.analysis.detectors import detect_findings
 from collector.analysis.identity import resolve_identity
-from collector.analysis.model import AnalysisResult, Saga, Step
+from collector.analysis.model import AnalysisResult, Finding, Saga, Step
 from collector.analysis.stats import LearnedStats
 from collector.analysis.timeline import build_timeline
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
@@ -27,6 +28,39 @@ def analyze(
     The result depends only on the arguments, never on record order: analysing any subset
     that holds every record of a saga gives that saga exactly as analysing everything does.
     """
+    grouped = group_records(spans, logs, events, config)
+    result = grouped.result
+    result.sagas, result.steps, result.findings = analyze_sagas(
+        grouped, grouped.saga_keys, config, now_ns, learned
+    )
+    return result
+
+
+@dataclass
+class Grouped:
+    """The records of every saga, found by identity resolution: the first, global phase.
+
+    ``result`` holds what that phase decides (membership, identity, traces and events of
+    each saga); sagas, steps and findings come from :func:`analyze_sagas`, one saga at a
+    time, so any split of ``saga_keys`` can be analysed apart and the parts joined.
+    """
+
+    result: AnalysisResult
+    saga_keys: list[str]
+    spans: dict[str, list[SpanRecord]]
+    logs: dict[str, list[LogRecord]]
+    events: dict[str, list[EventRecord]]
+    business: dict[str, set[str]]
+    rule: dict[str, str]
+
+
+def group_records(
+    spans: Sequence[SpanRecord],
+    logs: Sequence[LogRecord],
+    events: Sequence[EventRecord],
+    config: SagaConfig,
+) -> Grouped:
+    """Resolve saga identity over all the records and gather each saga's records, in order."""
     resolution = resolve_identity(spans, logs, events, config)
     trace_saga = resolution.trace_saga
     saga_spans: dict[str, list[SpanRecord]] = {}
@@ -62,10 +96,32 @@ def analyze(
         trace_saga={t: k for t in {s.trace_id for s in spans} if (k := trace_saga.get(t))},
         event_saga={e.event_key: k for e, k in zip(events, event_saga, strict=True) if k},
     )
-    for saga_key in sorted(set(saga_spans) | set(saga_events) | set(saga_logs)):
-        s_spans = saga_spans.get(saga_key, [])
-        s_logs = saga_logs.get(saga_key, [])
-        s_events = saga_events.get(saga_key, [])
+    return Grouped(
+        result=result,
+        saga_keys=sorted(set(saga_spans) | set(saga_events) | set(saga_logs)),
+        spans=saga_spans,
+        logs=saga_logs,
+        events=saga_events,
+        business=resolution.business,
+        rule=resolution.rule,
+    )
+
+
+def analyze_sagas(
+    grouped: Grouped,
+    saga_keys: Iterable[str],
+    config: SagaConfig,
+    now_ns: int,
+    learned: LearnedStats | None = None,
+) -> tuple[list[Saga], list[Step], list[Finding]]:
+    """Timeline, classification and findings of each of ``saga_keys``, in that order."""
+    sagas: list[Saga] = []
+    all_steps: list[Step] = []
+    all_findings: list[Finding] = []
+    for saga_key in saga_keys:
+        s_spans = grouped.spans.get(saga_key, [])
+        s_logs = grouped.logs.get(saga_key, [])
+        s_events = grouped.events.get(saga_key, [])
         tl = build_timeline(s_spans, s_logs, s_events)
         verdict = classify(tl, config, now_ns, learned)
         findings = detect_findings(saga_key, tl.occurrences, verdict, now_ns)
@@ -90,9 +146,9 @@ def analyze(
             )
             for seq, occ in enumerate(tl.occurrences)
         ]
-        result.steps.extend(steps)
-        result.findings.extend(findings)
-        result.sagas.append(
+        all_steps.extend(steps)
+        all_findings.extend(findings)
+        sagas.append(
             Saga(
                 saga_key=saga_key,
                 saga_type=verdict.saga_type,
@@ -103,16 +159,16 @@ def analyze(
                 explanation=verdict.explanation,
                 services=sorted(tl.services),
                 trace_ids=sorted(tl.trace_ids),
-                business_keys=sorted(resolution.business.get(saga_key, ())),
+                business_keys=sorted(grouped.business.get(saga_key, ())),
                 step_count=len(steps),
                 finding_count=len(findings),
                 record_count=len(s_spans) + len(s_logs) + len(s_events),
                 failed_step=verdict.failed_step,
                 waiting_for=verdict.waiting_for,
-                identity_rule=resolution.rule.get(saga_key, ""),
+                identity_rule=grouped.rule.get(saga_key, ""),
             )
         )
-    return result
+    return sagas, all_steps, all_findings
 
 
 def _span_order(span: SpanRecord) -> tuple[int, str, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from collector import rebuild as rebuild_module
 from collector.analysis.config import SagaConfig
 from collector.analysis.model import Step
 from collector.analysis.stats import learn_stats
@@ -27,6 +28,7 @@ from collector.runner import (
     EVENT_PREFIX,
     MAX_PAUSE_S,
     MIN_PASS_RECORDS,
+    SAGA_TABLES,
     Working,
     analyze_working,
     earliest_stall_ns,
@@ -41,6 +43,7 @@ from collector.runner import (
 )
 from collector.store.queries import analysis_status, load_progress
 from collector.store.writer import Writer, migrate
+from sample_data.shapes import build_population, combined_config
 
 SECOND = 1_000_000_000
 
@@ -366,6 +369,65 @@ def test_a_rebuild_finds_what_incremental_passes_find(tmp_path: Path) -> None:
     assert len(incremental) == 4
     assert _saga_rows(conn) == incremental
     conn.close()
+
+
+def _store_population(path: Path, sagas: int) -> None:
+    pop = build_population(sagas, seed=3)
+    writer = Writer(str(path)).start()
+    try:
+        writer.submit(RecordBatch(spans=pop.spans, logs=pop.logs, events=pop.events)).result(60)
+    finally:
+        writer.close()
+
+
+def _all_saga_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
+    rows = {}
+    for table in (*SAGA_TABLES, "trace_links"):
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "AND column_name NOT IN ('detected_ns', 'updated_ns')",
+                [table],
+            ).fetchall()
+        ]
+        rows[table] = sorted(
+            conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall(), key=repr
+        )
+    return rows
+
+
+def test_a_rebuild_in_several_processes_stores_what_one_process_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = SagaConfig.from_dict(combined_config())
+    stored = {}
+    for processes in (1, 3):
+        path = tmp_path / f"p{processes}.duckdb"
+        _store_population(path, 240)
+        # Small enough to test quickly, so let every process take a part however small.
+        monkeypatch.setattr(rebuild_module, "MIN_SAGAS_PER_PROCESS", 1)
+        conn = duckdb.connect(str(path))
+        stats = rebuild(conn, config, processes=processes)
+        assert stats.sagas == 240
+        stored[processes] = _all_saga_rows(conn)
+        conn.close()
+    one, several = stored[1], stored[3]
+    assert len(one["sagas"]) == 240
+    assert one["findings"], "the population has troubled sagas: findings to compare"
+    assert one["trace_links"], "and choreographed sagas whose traces are linked"
+    for table in one:
+        assert several[table] == one[table], table
+
+
+def test_a_rebuild_forks_only_for_parts_worth_a_process() -> None:
+    # Forking costs more than a few sagas take: no part is smaller than the minimum.
+    least = rebuild_module.MIN_SAGAS_PER_PROCESS
+    assert rebuild_module.parts_for(30, 4) == 1
+    assert rebuild_module.parts_for(2 * least - 1, 4) == 1
+    assert rebuild_module.parts_for(2 * least, 4) == 2
+    assert rebuild_module.parts_for(100 * least, 4) == 4
+    assert rebuild_module.parts_for(100 * least, 1) == 1
 
 
 def test_an_older_store_counts_what_it_holds_as_analysed(tmp_path: Path) -> None:
