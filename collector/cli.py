@@ -316,31 +316,32 @@ Some sagas are made to fail, to forget or botch a compensation, or to hang. Look
   - Flow: the step-to-step flow learned from the traffic."""
 
 
-def _demo_broker(amqp: str) -> tuple[str, str]:
-    """The collector's tap URL and the AMQP URL for the demo's choreographed system.
+def _demo_broker(amqp: str, http_port: int) -> tuple[str, str, str]:
+    """The collector's tap URL, the AMQP URL and exchange of the demo's choreographed system.
 
     With RabbitMQ reachable at ``amqp``, the shop's services talk over a topic exchange and
     the collector watches it through a tap; otherwise they use an in-process bus.
     """
     if not amqp:
         click.echo("demo: choreographed system on an in-process bus (--amqp is empty)")
-        return "", ""
+        return "", "", ""
     from collector.receivers.taps import shown_url
-    from sample_data.rabbit import EXCHANGE, declare_tap_queue, reachable
+    from sample_data.rabbit import declare_tap_queue, demo_exchange, reachable
 
     shown = shown_url(amqp)
     if not reachable(amqp):
         click.echo(f"demo: no RabbitMQ at {shown}; choreographed system on an in-process bus")
-        return "", ""
-    tap_queue = f"sagalens.tap.{EXCHANGE}"
+        return "", "", ""
+    exchange = demo_exchange(http_port)
+    tap_queue = f"sagalens.tap.{exchange}"
     try:
-        declare_tap_queue(amqp, EXCHANGE, tap_queue)
+        declare_tap_queue(amqp, exchange, tap_queue)
     except Exception as exc:
         click.echo(f"demo: RabbitMQ at {shown} refused the demo ({exc}); using an in-process bus")
-        return "", ""
-    click.echo(f"demo: choreographed system on RabbitMQ at {shown}, exchange {EXCHANGE}, tapped")
-    query = urlencode({"exchange": EXCHANGE, "queue": tap_queue, "durable": "false"})
-    return f"{amqp}{'&' if '?' in amqp else '?'}{query}", amqp
+        return "", "", ""
+    click.echo(f"demo: choreographed system on RabbitMQ at {shown}, exchange {exchange}, tapped")
+    query = urlencode({"exchange": exchange, "queue": tap_queue, "durable": "false"})
+    return f"{amqp}{'&' if '?' in amqp else '?'}{query}", amqp, exchange
 
 
 def _run_up(opts: dict[str, Any], demo: bool) -> None:
@@ -366,9 +367,9 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
     if not opts["analysis"]:
         cmd.append("--no-analysis")
     env = dict(os.environ, SAGALENS_TOKEN=token)
-    amqp = ""
+    amqp = exchange = ""
     if demo:
-        tap, amqp = _demo_broker(opts["amqp"])
+        tap, amqp, exchange = _demo_broker(opts["amqp"], http_port)
         # through the environment, like the token, so the broker password stays out of `ps`
         env["SAGALENS_TAP"] = " ".join(filter(None, (os.environ.get("SAGALENS_TAP", ""), tap)))
     procs: list[Any] = []
@@ -394,7 +395,12 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
             from sample_data.traffic import DemoTraffic
 
             traffic = DemoTraffic(
-                url, f"{host}:{grpc_port}", token=token, amqp_url=amqp, faults=opts["faults"]
+                url,
+                f"{host}:{grpc_port}",
+                token=token,
+                amqp_url=amqp,
+                amqp_exchange=exchange,
+                faults=opts["faults"],
             ).start()
         click.echo(
             f"sagalens is up: dashboard http://127.0.0.1:{port}  collector {url}  store {db}"

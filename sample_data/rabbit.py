@@ -29,6 +29,23 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 EXCHANGE = "sagalens.demo.shop"
+# The exchange goes away with the last queue bound to it: the demo leaves nothing behind.
+EXCHANGE_OPTIONS: dict[str, Any] = {
+    "exchange_type": "topic",
+    "durable": False,
+    "auto_delete": True,
+}
+
+
+def demo_exchange(http_port: int) -> str:
+    """The exchange of the demo whose collector takes OTLP on ``http_port``.
+
+    One per demo, so demos on one broker (a second one on other ports, a test run beside
+    a demo) never take each other's events.
+    """
+    return f"{EXCHANGE}.{http_port}"
+
+
 CONTENT_TYPE = "application/cloudevents+json"
 CALL_TIMEOUT_S = 10.0
 
@@ -56,7 +73,7 @@ def declare_tap_queue(url: str, exchange: str, tap_queue: str) -> None:
         connection = await aiormq.connect(url)
         try:
             channel = await connection.channel()
-            await channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+            await channel.exchange_declare(exchange, **EXCHANGE_OPTIONS)
             # as the tap declares it with durable: false
             await channel.queue_declare(tap_queue, durable=False, auto_delete=True)
             await channel.queue_bind(tap_queue, exchange, routing_key="#")
@@ -109,7 +126,7 @@ class RabbitBus:
             self.url, client_properties={"connection_name": "sagalens demo shop"}
         )
         self._publisher = await self._connection.channel()
-        await self._publisher.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+        await self._publisher.exchange_declare(self.exchange, **EXCHANGE_OPTIONS)
         self._consumer = await self._connection.channel()
         await self._consumer.basic_qos(prefetch_count=200)
         for subscription, handlers in QUEUES.items():

@@ -55,6 +55,7 @@ class DemoTraffic:
         *,
         seed: int | None = None,
         amqp_url: str = "",
+        amqp_exchange: str = "",
         faults: Mapping[str, float] | None = None,
     ) -> None:
         self.collector_url = collector_url.rstrip("/")
@@ -75,6 +76,7 @@ class DemoTraffic:
         self._shop: Shop | None = None
         self._bus: RabbitBus | None = None
         self.amqp_url = amqp_url
+        self.amqp_exchange = amqp_exchange
         self.faults = faults
 
     @property
@@ -92,9 +94,9 @@ class DemoTraffic:
         )
         self._services = OrderServices(self._orchestrated)
         if self.amqp_url:
-            from sample_data.rabbit import RabbitBus
+            from sample_data.rabbit import EXCHANGE, RabbitBus
 
-            self._bus = RabbitBus(self.amqp_url)
+            self._bus = RabbitBus(self.amqp_url, self.amqp_exchange or EXCHANGE)
             self._shop = Shop(self._choreographed, self._bus)
             self._bus.start()
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
             )
             detail = httpx.get(f"{api}/{rows[0]['saga_key']}", timeout=5).json()
             assert {e["transport"] for e in detail["events"]} == {"amqp"}, detail["events"]
+            assert asyncio.run(_exchange_exists(amqp, f"sagalens.demo.shop.{http_port}"))
         page = httpx.get(f"http://127.0.0.1:{dash_port}/", timeout=10)
         assert page.status_code == 200
     finally:
@@ -110,6 +112,27 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
     assert f"choreographed system {bus}" in text, text
     assert "Look at:" in text and "Traceback" not in text, text
     assert "amqp://guest:***@127.0.0.1" in text and "guest:guest@" not in text, text  # no password
+    if bus == "on RabbitMQ":
+        # An exchange of its own, so another demo on this broker never takes its events,
+        # and gone with the demo's queues: nothing is left on the broker.
+        exchange = f"sagalens.demo.shop.{http_port}"
+        assert f"exchange {exchange}, tapped" in text, text
+        wait_for(lambda: not asyncio.run(_exchange_exists(amqp, exchange)), timeout=30)
+
+
+async def _exchange_exists(url: str, exchange: str) -> bool:
+    import aiormq
+
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        try:
+            await channel.exchange_declare(exchange, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+    finally:
+        await connection.close()
 
 
 def test_a_second_ctrl_c_while_the_demo_stops_still_stops_everything(tmp_path: Path) -> None:
