@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -71,6 +73,8 @@ def load_everything(conn: duckdb.DuckDBPyConnection) -> Working:
     return work
 
 
+log = logging.getLogger(__name__)
+
 # Fewer sagas than this per process and a process of its own costs more than it saves.
 MIN_SAGAS_PER_PROCESS = 5_000
 
@@ -120,7 +124,14 @@ def analyse_all(
             fork = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(parts - 1, mp_context=fork) as pool:
                 futures = [pool.submit(_analyse_part, i, parts) for i in range(1, parts)]
-                pieces = [_analyse_part(0, parts), *(f.result() for f in futures)]
+                pieces = [_analyse_part(0, parts)]
+                for i, future in enumerate(futures, start=1):
+                    try:
+                        pieces.append(future.result())
+                    except BrokenProcessPool:
+                        # killed (out of memory, say): its part is analysed here instead
+                        log.warning("a rebuild process stopped; analysing its sagas here")
+                        pieces.append(_analyse_part(i, parts))
     finally:
         _shared = None
     tables = {

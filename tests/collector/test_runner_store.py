@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import random
 from pathlib import Path
 
@@ -418,6 +419,31 @@ def test_a_rebuild_in_several_processes_stores_what_one_process_stores(
     assert one["trace_links"], "and choreographed sagas whose traces are linked"
     for table in one:
         assert several[table] == one[table], table
+
+
+_PARENT = os.getpid()
+_analyse_part = rebuild_module._analyse_part
+
+
+def _dying_part(index: int, parts: int) -> dict[str, object]:
+    if os.getpid() != _PARENT:
+        os._exit(9)  # as a process the kernel killed for memory
+    return _analyse_part(index, parts)
+
+
+def test_a_rebuild_analyses_here_what_a_killed_process_did_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "killed.duckdb"
+    _store_population(path, 60)
+    monkeypatch.setattr(rebuild_module, "MIN_SAGAS_PER_PROCESS", 1)
+    monkeypatch.setattr(rebuild_module, "_analyse_part", _dying_part)
+    conn = duckdb.connect(str(path))
+    stats = rebuild(conn, SagaConfig.from_dict(combined_config()), processes=2)
+    assert stats.sagas == 60
+    assert conn.execute("SELECT count(DISTINCT saga_key) FROM steps").fetchone() == (60,)
+    conn.close()
+    assert "a rebuild process stopped" in caplog.text
 
 
 def test_a_rebuild_forks_only_for_parts_worth_a_process() -> None:
