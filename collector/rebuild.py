@@ -30,6 +30,8 @@ from collector.runner import (
 from collector.store.records_io import load_events, load_logs, load_spans
 from collector.store.writer import last_ingested_ns
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RebuildStats:
@@ -73,8 +75,6 @@ def load_everything(conn: duckdb.DuckDBPyConnection) -> Working:
     return work
 
 
-log = logging.getLogger(__name__)
-
 # Fewer sagas than this per process and a process of its own costs more than it saves.
 MIN_SAGAS_PER_PROCESS = 5_000
 
@@ -105,8 +105,9 @@ def _analyse_part(index: int, parts: int) -> dict[str, pa.Table]:
 
 def analyse_all(
     work: Working, config: SagaConfig, now: int, processes: int = 1
-) -> dict[str, pa.Table]:
-    """Every saga in ``work``, analysed and made into rows, in up to ``processes`` processes.
+) -> tuple[dict[str, pa.Table], int]:
+    """Every saga in ``work``, analysed and made into rows, in up to ``processes`` processes;
+    also how many processes that took.
 
     Identity is resolved over all the records first, in this process; the sagas it finds
     are then analysed each on its own, so they are dealt out to processes forked from this
@@ -139,7 +140,7 @@ def analyse_all(
         for name in pieces[0]
     }
     tables.update(membership_tables(work, grouped.result))
-    return tables
+    return tables, parts
 
 
 def rebuild(
@@ -163,12 +164,11 @@ def rebuild(
         stats.load_s = loaded - started
         if processes is None:
             processes = default_processes()
-        tables = analyse_all(work, config, now, processes)
+        tables, stats.processes = analyse_all(work, config, now, processes)
         del work
         analysed = time.perf_counter()
         stats.analyse_s = analysed - loaded
     stats.sagas = tables["sagas"].num_rows
-    stats.processes = parts_for(stats.sagas, processes)
     # Everything stored is analysed: a collector opening this file has no backlog.
     progress = (last_ingested_ns(conn) + 1, "")
     conn.execute("BEGIN")
