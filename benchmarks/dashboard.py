@@ -313,7 +313,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "collector.cli",
+            "collector",
             "up",
             "--db",
             db,

@@ -38,7 +38,7 @@ def _start_collector(workdir: Path, *args: str) -> tuple[subprocess.Popen[bytes]
     cmd = [
         sys.executable,
         "-m",
-        "collector.cli",
+        "collector",
         "collector",
         "--db",
         str(workdir / "bench.duckdb"),

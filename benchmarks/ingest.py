@@ -248,7 +248,7 @@ def run_collector(tmp: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], 
         [
             sys.executable,
             "-m",
-            "collector.cli",
+            "collector",
             "collector",
             "--db",
             os.path.join(tmp, "b.duckdb"),

@@ -350,7 +350,7 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "collector.cli",
+        "collector",
         "collector",
         "--db",
         db,

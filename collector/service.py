@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import importlib.abc
 import logging
 import multiprocessing
 import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +17,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from collector.helpers import decode_process_init, ready
 from collector.store.queries import Reader
 from collector.store.writer import Writer
 
@@ -38,45 +35,6 @@ log = logging.getLogger("sagalens")
 T = TypeVar("T")
 
 
-class _WithoutPandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("the collector does not use pandas", name=name)
-
-
-def without_pandas() -> None:
-    """Keep pandas out of this process: the collector never builds a DataFrame.
-
-    pyarrow imports pandas, when it is installed (the dashboard needs it), just to ask
-    whether a value is a DataFrame; that costs the collector about 55 MB of memory. An
-    import that fails tells pyarrow there is no pandas, and it carries on without.
-    """
-    if "pandas" not in sys.modules and not any(
-        isinstance(f, _WithoutPandas) for f in sys.meta_path
-    ):
-        sys.meta_path.insert(0, _WithoutPandas())
-
-
-def _decode_process_init(collector_pid: int) -> None:
-    without_pandas()
-    # Ctrl-C reaches the whole process group; the collector decides when its helpers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A worker holds both ends of its task queue, so it never sees the collector vanish
-    # (SIGKILL, OOM killer); it watches for that itself rather than live on as an orphan.
-    threading.Thread(target=_exit_with, args=(collector_pid,), daemon=True).start()
-    import collector.receivers.otlp_http  # noqa: F401  (import the decoders before requests)
-
-
-def _exit_with(collector_pid: int) -> None:
-    while os.getppid() == collector_pid:
-        time.sleep(0.5)
-    os._exit(0)
-
-
-def _ready() -> bool:
-    return True
-
-
 @dataclass
 class Settings:
     db: str = "sagalens.duckdb"
@@ -92,8 +50,9 @@ class Settings:
     max_concurrent_decodes: int = 1
     # OTLP bodies are decoded in this many worker processes (0: in threads of this process),
     # so protobuf decoding runs beside the writer and the analysis instead of sharing the GIL.
-    # Off by default: each process costs about 140 MB of memory for about a quarter more
-    # throughput on two cores (benchmarks/ingest.py --decode-processes 2).
+    # Off by default: under overload each process adds about 75 MB to the peak memory
+    # (340 MB with none, 429 with one, 492 with two), for about a quarter more throughput
+    # with two on two cores (benchmarks/ingest.py --decode-processes 2).
     decode_processes: int = DEFAULT_DECODE_PROCESSES
     analysis: bool = True
     # See DEFAULT_ANALYSIS_SHARE; the rest of the backlog waits in the store (1: no limit).
@@ -152,11 +111,11 @@ class Collector:
         pool = ProcessPoolExecutor(
             count,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
-            initializer=_decode_process_init,
+            initializer=decode_process_init,
             initargs=(os.getpid(),),
         )
         for _ in range(count):
-            pool.submit(_ready)  # start the processes now, not on the first request
+            pool.submit(ready)  # start the processes now, not on the first request
         return pool
 
     async def decode(self, fn: Callable[..., T], *args: Any) -> T:

@@ -77,7 +77,7 @@ def running_collector(
     cmd = [
         sys.executable,
         "-m",
-        "collector.cli",
+        "collector",
         "collector",
         "--db",
         str(db),

@@ -17,24 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collector.normalize.cloudevents import (
-    Decoded,
-    Envelope,
-    EventDecodeError,
-    decode_http,
-    http_mode,
-    sample_of,
-)
+from collector.decoding import EVENTS_HTTP_LABEL as LABEL
+from collector.decoding import decode_events_http
+from collector.normalize.cloudevents import EventDecodeError, http_mode, sample_of
 from collector.normalize.records import RecordBatch, Rejection
 from collector.receivers.body import BodyError, read_body
-from collector.store.columns import PreparedBatch, prepare_batch
 from collector.store.writer import ClosedError, OverloadedError, StoreError
 
 if TYPE_CHECKING:
     from collector.service import Collector
 
 PATH = "/v1/events"
-LABEL = "cloudevents-http"
 # Bodies below this are decoded on the event loop; a thread hop costs more than the work.
 _INLINE_DECODE_BYTES = 64 * 1024
 
@@ -48,14 +41,6 @@ def _json(status: int, payload: dict[str, Any], retry_after: float = 0) -> Respo
 
 def _error(status: int, message: str, retry_after: float = 0) -> Response:
     return _json(status, {"error": message}, retry_after)
-
-
-def _decode(
-    headers: dict[str, str], body: bytes, received_ns: int
-) -> tuple[Decoded, PreparedBatch]:
-    decoded = decode_http(headers, body, Envelope("http", received_ns, LABEL))
-    batch = RecordBatch(events=decoded.events, rejections=[r for _, r in decoded.rejections])
-    return decoded, prepare_batch(batch)
 
 
 async def _record_rejection(collector: Collector, reason: str, body: bytes) -> None:
@@ -91,10 +76,12 @@ async def receive(collector: Collector, request: Request) -> Response:
     received_ns = time.time_ns()
     try:
         if len(body) <= _INLINE_DECODE_BYTES:
-            decoded, prepared = _decode(headers, body, received_ns)
+            decoded, prepared = decode_events_http(headers, body, received_ns)
         else:
             async with collector.decode_slots:
-                decoded, prepared = await collector.decode(_decode, headers, body, received_ns)
+                decoded, prepared = await collector.decode(
+                    decode_events_http, headers, body, received_ns
+                )
     except EventDecodeError as exc:
         status = 415 if str(exc).startswith("unsupported event format") else 400
         collector.count_request(PATH, status)

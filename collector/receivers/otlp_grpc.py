@@ -17,8 +17,8 @@ from grpc_status import rpc_status
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from collector.decoding import Decoder, decode_prepared
 from collector.normalize import otlp
-from collector.receivers.otlp_http import Decoder, decode_prepared
 from collector.store.writer import ClosedError, OverloadedError, StoreError
 
 if TYPE_CHECKING:

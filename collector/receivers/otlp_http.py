@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from google.rpc import status_pb2
@@ -12,10 +11,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from starlette.requests import Request
 from starlette.responses import Response
 
+from collector.decoding import DECODERS, decode_prepared
 from collector.normalize import otlp
-from collector.normalize.records import RecordBatch, SpanColumns
 from collector.receivers.body import BodyError, read_body
-from collector.store.columns import PreparedBatch, prepare_batch, prepare_span_columns
 from collector.store.writer import ClosedError, OverloadedError, StoreError
 
 if TYPE_CHECKING:
@@ -62,27 +60,6 @@ def _success(kind: str, rejected: int, message: str, as_json: bool) -> Response:
             payload["partialSuccess"] = {camel: str(rejected), "errorMessage": message}
         return Response(json.dumps(payload).encode(), 200, media_type=JSON)
     return Response(resp.SerializeToString(), 200, media_type=PROTOBUF)
-
-
-Decoder = Callable[[bytes], RecordBatch | SpanColumns]
-
-DECODERS: dict[tuple[str, bool], Decoder] = {
-    ("traces", False): otlp.decode_trace_columns,
-    ("traces", True): otlp.decode_traces_json,
-    ("logs", False): otlp.decode_logs_protobuf,
-    ("logs", True): otlp.decode_logs_json,
-}
-
-
-def decode_prepared(decode: Decoder, body: bytes) -> tuple[PreparedBatch, str]:
-    """Decode and prepare a request body; also return the partial-success message."""
-    batch = decode(body)
-    message = "; ".join(dict.fromkeys(r.reason for r in batch.rejections[:5]))
-    if len(batch.rejections) > 5:
-        message += f"; and {len(batch.rejections) - 5} more"
-    if isinstance(batch, SpanColumns):
-        return prepare_span_columns(batch), message
-    return prepare_batch(batch), message
 
 
 async def export(collector: Collector, request: Request, kind: str) -> Response:

@@ -22,7 +22,7 @@ TOKEN = "s3cret"
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "collector.cli", *args],
+        [sys.executable, "-m", "collector", *args],
         capture_output=True,
         text=True,
         check=False,

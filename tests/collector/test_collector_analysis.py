@@ -293,7 +293,7 @@ def test_acknowledgement_and_report_export_land_in_a_verifiable_audit_log(tmp_pa
             [
                 sys.executable,
                 "-m",
-                "collector.cli",
+                "collector",
                 "report",
                 "--collector",
                 c.url,

@@ -78,6 +78,30 @@ def test_spans_decoded_in_worker_processes_are_stored_intact(tmp_path: Path) -> 
                 export(b"\x0a\xff\xff", timeout=10)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert c.counts()["spans"] == 4
+        # A CloudEvents batch large enough to be decoded in a decode process, not inline.
+        events = [
+            {"specversion": "1.0", "id": f"e{i}", "source": "/shop", "type": "OrderPlaced",
+             "data": {"orderId": i, "note": "x" * 200}}
+            for i in range(400)
+        ]  # fmt: skip
+        r = httpx.post(
+            c.url + "/v1/events",
+            json=events,
+            headers={"Content-Type": "application/cloudevents-batch+json"},
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json()["stored"] == 400, r.text
+        # Having decoded every kind of body, a decode process still holds neither the store's
+        # engine nor numpy: each would add tens of MB to every decode process.
+        for pid in _decoders(c):
+            assert _native_libraries(pid).isdisjoint({"_duckdb", "_multiarray_umath"})
+
+
+def _native_libraries(pid: int) -> set[str]:
+    """Names of the extension modules and shared libraries a process has loaded."""
+    with open(f"/proc/{pid}/maps") as f:
+        paths = {line.split()[-1] for line in f if ".so" in line}
+    return {Path(p).name.split(".")[0] for p in paths}
 
 
 def test_a_killed_decode_process_is_replaced_and_loses_no_request(tmp_path: Path) -> None:

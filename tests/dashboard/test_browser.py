@@ -60,7 +60,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         [
             sys.executable,
             "-m",
-            "collector.cli",
+            "collector",
             "up",
             "--db",
             str(tmp / "store.duckdb"),

@@ -21,7 +21,7 @@ def _demo(tmp_path: Path, http_port: int, grpc_port: int, dash_port: int, amqp: 
     return [
         sys.executable,
         "-m",
-        "collector.cli",
+        "collector",
         "demo",
         "--db",
         str(tmp_path / "d.duckdb"),
@@ -79,7 +79,7 @@ def test_demo_serves_sagas_from_both_systems_and_stops_on_ctrl_c(
         seen = wait_for(lambda: len(rules()) >= 3 and rules(), timeout=60, interval=1)
         assert "saga.id" in seen
         children = subprocess.run(
-            ["pgrep", "-P", str(proc.pid), "-f", "collector.cli collector"],
+            ["pgrep", "-P", str(proc.pid), "-f", "collector collector"],
             capture_output=True,
             text=True,
         ).stdout.split()
