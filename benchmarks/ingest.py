@@ -33,7 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.receivers.otlp_http import DECODERS, decode_prepared
+from collector.decoding import DECODERS, decode_prepared
 from collector.store.columns import PreparedBatch
 from collector.store.writer import Writer
 

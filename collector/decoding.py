@@ -1,4 +1,5 @@
-"""OTLP request bodies to Arrow batches: what a receiver does to a body before the store.
+"""Request bodies (OTLP, CloudEvents over HTTP) to Arrow batches: what a receiver does to a
+body before the store.
 
 Run in the collector's threads or in its decode processes (``--decode-processes``), which
 import this module and what it needs, and no more (see ``collector.helpers``).
