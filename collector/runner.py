@@ -157,7 +157,13 @@ def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[st
     keeps the first one of findings that persist.
     """
     tables = saga_tables(result.sagas, result.steps, result.findings, now_ns)
-    tables.update(membership_tables(work, result))
+    links = {
+        (s.trace_id, link["trace_id"])
+        for s in work.spans
+        for link in s.links
+        if link.get("trace_id") and link["trace_id"] != s.trace_id
+    }
+    tables.update(membership_tables(result, links))
     return tables
 
 
@@ -198,8 +204,9 @@ def saga_tables(
     return tables
 
 
-def membership_tables(work: Working, result: AnalysisResult) -> dict[str, pa.Table]:
-    """Which traces, events and identity keys belong to which saga; which traces link."""
+def membership_tables(result: AnalysisResult, links: set[tuple[str, str]]) -> dict[str, pa.Table]:
+    """Which traces, events and identity keys belong to which saga; which traces link
+    (``links``: from trace, to trace)."""
     tables: dict[str, pa.Table] = {}
     traces, events = result.trace_saga, result.event_saga
     tables["saga_traces"] = pa.table({"trace_id": list(traces), "saga_key": list(traces.values())})
@@ -207,16 +214,9 @@ def membership_tables(work: Working, result: AnalysisResult) -> dict[str, pa.Tab
     tables["saga_identity"] = pa.table(
         {"identity_key": list(result.identity), "saga_key": list(result.identity.values())}
     )
-    links = sorted(
-        {
-            (s.trace_id, link["trace_id"])
-            for s in work.spans
-            for link in s.links
-            if link.get("trace_id") and link["trace_id"] != s.trace_id
-        }
-    )
+    ordered = sorted(links)
     tables["trace_links"] = pa.table(
-        {"from_trace": [a for a, _ in links], "to_trace": [b for _, b in links]}
+        {"from_trace": [a for a, _ in ordered], "to_trace": [b for _, b in ordered]}
     )
     return tables
 
@@ -421,11 +421,11 @@ def learn_from_store(
 
 def data_now(conn: duckdb.DuckDBPyConnection) -> int:
     """The latest time any stored record carries: 'now' for replayed data."""
-    row = conn.execute(
+    (latest,) = conn.execute(
         "SELECT greatest((SELECT max(greatest(start_ns, end_ns)) FROM spans), "
         "(SELECT max(time_ns) FROM logs), (SELECT max(greatest(time_ns, received_ns)) FROM events))"
-    ).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    ).fetchall()[0]
+    return int(latest) if latest is not None else 0
 
 
 def pause_after_pass(pass_seconds: float, writer_busy: float, share: float) -> float:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from collector.analysis.classify import classify
 from collector.analysis.config import SagaConfig
 from collector.analysis.detectors import detect_findings
-from collector.analysis.identity import resolve_identity
+from collector.analysis.identity import Resolution, resolve_identity
 from collector.analysis.model import AnalysisResult, Finding, Saga, Step
 from collector.analysis.stats import LearnedStats
 from collector.analysis.timeline import build_timeline
@@ -33,6 +33,7 @@ def analyze(
     result.sagas, result.steps, result.findings = analyze_sagas(
         grouped, grouped.saga_keys, config, now_ns, learned
     )
+    result.membership = grouped.membership()
     return result
 
 
@@ -40,9 +41,9 @@ def analyze(
 class Grouped:
     """The records of every saga, found by identity resolution: the first, global phase.
 
-    ``result`` holds what that phase decides (membership, identity, traces and events of
-    each saga); sagas, steps and findings come from :func:`analyze_sagas`, one saga at a
-    time, so any split of ``saga_keys`` can be analysed apart and the parts joined.
+    ``result`` holds what that phase decides (identity, traces and events of each saga);
+    sagas, steps and findings come from :func:`analyze_sagas`, one saga at a time, so any
+    split of ``saga_keys`` can be analysed apart and the parts joined.
     """
 
     result: AnalysisResult
@@ -53,6 +54,15 @@ class Grouped:
     business: dict[str, set[str]]
     rule: dict[str, str]
 
+    def membership(self) -> dict[str, str]:
+        """Record ref -> saga key, for every record gathered."""
+        out: dict[str, str] = {}
+        for records in (self.spans, self.logs, self.events):
+            for key, members in records.items():
+                for record in members:
+                    out[record.ref] = key
+        return out
+
 
 def group_records(
     spans: Sequence[SpanRecord],
@@ -62,38 +72,54 @@ def group_records(
 ) -> Grouped:
     """Resolve saga identity over all the records and gather each saga's records, in order."""
     resolution = resolve_identity(spans, logs, events, config)
+    return gather_records(
+        resolution, spans, logs, resolution.log_saga, events, resolution.event_saga
+    )
+
+
+def gather_records(
+    resolution: Resolution,
+    spans: Sequence[SpanRecord],
+    logs: Sequence[LogRecord],
+    log_saga: Sequence[str],
+    events: Sequence[EventRecord],
+    event_saga: Sequence[str],
+) -> Grouped:
+    """Each saga's records, in order, as ``resolution`` assigns them.
+
+    ``log_saga`` and ``event_saga`` are the saga of each log and event ("" for none); the
+    records may be any part of those ``resolution`` was found over, so each part of the
+    sagas can be gathered apart.
+    """
     trace_saga = resolution.trace_saga
     saga_spans: dict[str, list[SpanRecord]] = {}
     saga_logs: dict[str, list[LogRecord]] = {}
     saga_events: dict[str, list[EventRecord]] = {}
-    membership: dict[str, str] = {}
     # one sort of everything instead of one per saga: record order must not matter, and the
     # per-saga lists below inherit this order
     spans = sorted(spans, key=_span_order)
     order = sorted(range(len(logs)), key=lambda i: _log_order(logs[i]))
     logs = [logs[i] for i in order]
-    log_saga = [resolution.log_saga[i] for i in order]
+    log_saga = [log_saga[i] for i in order]
     order = sorted(range(len(events)), key=lambda i: _event_order(events[i]))
     events = [events[i] for i in order]
-    event_saga = [resolution.event_saga[i] for i in order]
+    event_saga = [event_saga[i] for i in order]
+    span_traces: set[str] = set()
     for span in spans:
         key = trace_saga.get(span.trace_id)
         if key:
             saga_spans.setdefault(key, []).append(span)
-            membership[span.ref] = key
+            span_traces.add(span.trace_id)
     for log, key in zip(logs, log_saga, strict=True):
         if key:
             saga_logs.setdefault(key, []).append(log)
-            membership[log.ref] = key
     for event, key in zip(events, event_saga, strict=True):
         if key:
             saga_events.setdefault(key, []).append(event)
-            membership[event.ref] = key
 
     result = AnalysisResult(
-        membership=membership,
         identity=resolution.identity,
-        trace_saga={t: k for t in {s.trace_id for s in spans} if (k := trace_saga.get(t))},
+        trace_saga={t: trace_saga[t] for t in span_traces},
         event_saga={e.event_key: k for e, k in zip(events, event_saga, strict=True) if k},
     )
     return Grouped(

@@ -218,6 +218,69 @@ class _UnionFind:
                 self.parent[ra] = rb
 
 
+@dataclass(slots=True)
+class TraceKeys:
+    """What the spans of one trace say about identity: their strong keys (key -> rule
+    priority), business keys ("order.id=42") and the traces their links point to."""
+
+    strong: dict[str, int] = field(default_factory=dict)
+    business: set[str] = field(default_factory=set)
+    linked: set[str] = field(default_factory=set)
+
+
+def trace_keys(
+    trace_ids: Sequence[str],
+    attributes: Sequence[dict[str, Any]],
+    conversation_ids: Sequence[str],
+    links: Sequence[list[dict[str, Any]]],
+    config: SagaConfig,
+) -> dict[str, TraceKeys]:
+    """The identity each trace's spans carry, from the spans' columns (one entry each).
+
+    Only these columns of a span bear on identity, so a caller holding many spans may pass
+    just the ones that carry any (see :func:`resolve_traces`), and may split them in parts
+    and :func:`merge_trace_keys` the results.
+    """
+    out: dict[str, TraceKeys] = {}
+    no_identity = config.identity_attributes.isdisjoint
+    for trace_id, attrs, conversation, span_links in zip(
+        trace_ids, attributes, conversation_ids, links, strict=True
+    ):
+        entry = out.get(trace_id)
+        if entry is None:
+            entry = out[trace_id] = TraceKeys()
+        # most spans (database calls, HTTP clients) carry no identity: one C-level check
+        if not no_identity(attrs):
+            keys = _Keys()
+            _attribute_keys(attrs, config, keys)
+            for prio, key in keys.strong:
+                entry.strong[key] = prio
+            if keys.business:
+                entry.business.add(keys.business)
+        if conversation:
+            entry.strong[f"conv:{conversation}"] = _PRIORITY["conversation"]
+        for link in span_links:
+            linked = link.get("trace_id")
+            if linked:
+                entry.linked.add(linked)
+    return out
+
+
+def merge_trace_keys(parts: Sequence[dict[str, TraceKeys]]) -> dict[str, TraceKeys]:
+    """One :func:`trace_keys` result from those of several parts of the spans."""
+    merged: dict[str, TraceKeys] = {}
+    for part in parts:
+        for trace_id, keys in part.items():
+            entry = merged.get(trace_id)
+            if entry is None:
+                merged[trace_id] = keys
+            else:
+                entry.strong.update(keys.strong)
+                entry.business |= keys.business
+                entry.linked |= keys.linked
+    return merged
+
+
 def resolve_identity(
     spans: Sequence[SpanRecord],
     logs: Sequence[LogRecord],
@@ -225,6 +288,28 @@ def resolve_identity(
     config: SagaConfig,
 ) -> Resolution:
     """Merge identity keys over all records and assign each saga its deterministic key."""
+    traces = trace_keys(
+        [s.trace_id for s in spans],
+        [s.attributes for s in spans],
+        [s.messaging_conversation_id for s in spans],
+        [s.links for s in spans],
+        config,
+    )
+    return resolve_traces(traces, logs, events, config)
+
+
+def resolve_traces(
+    traces: dict[str, TraceKeys],
+    logs: Sequence[LogRecord],
+    events: Sequence[EventRecord],
+    config: SagaConfig,
+) -> Resolution:
+    """:func:`resolve_identity`, with the spans' part already gathered by :func:`trace_keys`.
+
+    ``traces`` need hold only the traces whose spans carry identity or links: a trace
+    that none names never belongs to a saga, and one that a link, log or event names gets
+    its node from that.
+    """
     uf = _UnionFind()
     strong: dict[str, int] = {}
     business_of: dict[str, set[str]] = {}
@@ -249,18 +334,16 @@ def resolve_identity(
         if keys.business:
             business_of.setdefault(anchor, set()).add(keys.business)
 
-    absorbed: dict[str, list[tuple[int, str]]] = {}  # trace node -> keys last merged into it
-    for span in spans:
-        node = trace_nodes.get(span.trace_id) or trace_node(span.trace_id)
-        keys = span_keys(span, config)
-        # spans of one trace mostly repeat the same keys: skip the union work for repeats
-        if keys.strong and absorbed.get(node) != keys.strong:
-            absorbed[node] = keys.strong
-            absorb(node, keys)
-        for link in span.links:
-            linked = link.get("trace_id")
-            if linked:
-                uf.union(node, trace_node(linked))
+    for trace_id, found in traces.items():
+        node = trace_node(trace_id)
+        for key, prio in found.strong.items():
+            strong[key] = prio
+            key_nodes.add(key)
+            uf.union(node, key)
+        if found.business:
+            business_of.setdefault(node, set()).update(found.business)
+        for linked in found.linked:
+            uf.union(node, trace_node(linked))
 
     log_anchor: list[str] = []
     for log in logs:

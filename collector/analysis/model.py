@@ -96,7 +96,7 @@ class AnalysisResult:
     # each saga's steps together, in ``seq`` order
     steps: list[Step] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    # record ref -> saga key, for every record that belongs to a saga
+    # record ref -> saga key, for every record that belongs to a saga (from analyze())
     membership: dict[str, str] = field(default_factory=dict)
     # the same by trace (of the spans in a saga) and by event key
     trace_saga: dict[str, str] = field(default_factory=dict)

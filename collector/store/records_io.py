@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -102,7 +103,50 @@ def _of_traces(
 def load_spans(conn: duckdb.DuckDBPyConnection, trace_ids: list[str] | None) -> list[SpanRecord]:
     """The stored spans of these traces; with ``None``, every stored span."""
     table = _of_traces(conn, "spans", SPAN_SELECT, trace_ids)
-    return [] if table is None else _records(SpanRecord, _SPAN_FIELDS, table, empty=_SPAN_EMPTY)
+    return [] if table is None else span_records(table)
+
+
+def load_span_table(conn: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every stored span as one Arrow table, for :func:`span_records` of any part of it."""
+    table = _of_traces(conn, "spans", SPAN_SELECT, None)
+    assert table is not None
+    return table
+
+
+def span_records(table: pa.Table) -> list[SpanRecord]:
+    """Span records from rows of :func:`load_span_table` (or any selection of them)."""
+    return _records(SpanRecord, _SPAN_FIELDS, table, empty=_SPAN_EMPTY)
+
+
+@dataclass
+class IdentityColumns:
+    """The columns of stored spans that bear on saga identity, row by row."""
+
+    trace_ids: list[str]
+    attributes: list[dict[str, Any]]
+    conversation_ids: list[str]
+    links: list[list[dict[str, Any]]]
+
+
+def load_identity_columns(
+    conn: duckdb.DuckDBPyConnection, attribute_names: Iterable[str]
+) -> IdentityColumns:
+    """:class:`IdentityColumns` of every stored span that may carry identity: one with any
+    of ``attribute_names``, a conversation id or a link. The others cannot, and are most.
+    """
+    table = _select(
+        conn,
+        "SELECT trace_id, attributes, messaging_conversation_id, links FROM spans "
+        "WHERE trace_id <> '' AND (messaging_conversation_id <> '' "
+        "OR json_array_length(links) > 0 OR list_has_any(json_keys(attributes), $names))",
+        {"names": sorted(attribute_names)},
+    )
+    return IdentityColumns(
+        trace_ids=table.column("trace_id").to_pylist(),
+        attributes=_json_values(table.column("attributes"), from_json, dict),
+        conversation_ids=table.column("messaging_conversation_id").to_pylist(),
+        links=_json_values(table.column("links"), from_json, list),
+    )
 
 
 def load_logs(conn: duckdb.DuckDBPyConnection, trace_ids: list[str] | None) -> list[LogRecord]:

@@ -43,6 +43,7 @@ from collector.runner import (
     store_results,
 )
 from collector.store.queries import analysis_status, load_progress
+from collector.store.records_io import load_events, load_logs, load_spans
 from collector.store.writer import Writer, migrate
 from sample_data.shapes import build_population, combined_config
 
@@ -419,6 +420,53 @@ def test_a_rebuild_in_several_processes_stores_what_one_process_stores(
     assert one["trace_links"], "and choreographed sagas whose traces are linked"
     for table in one:
         assert several[table] == one[table], table
+
+
+def _identity_edge_cases() -> list[SpanRecord]:
+    """Spans that carry identity only one way each, beside spans of their traces that
+    carry none: a rebuild reads identity from the spans that carry any, and must miss none.
+    """
+    plain = {"db.system": "postgresql"}
+    link = {"trace_id": "5" * 32, "span_id": "5" * 16, "attributes": {}}
+    return [
+        # a business key from the definitions file, and an integer saga.id
+        _span("1", "1", {"order.id": "o-77", **plain}),
+        _span("1", "2", plain),
+        _span("2", "1", {"saga.id": 42}),
+        # a conversation id alone, and a span that only links to a keyed trace
+        _span("3", "1", {"messaging.conversation_id": "c-9"}),
+        _span("3", "2", plain),
+        dataclasses.replace(_span("4", "1", plain), links=[link]),
+        _span("5", "1", {"saga.id": "order-5"}),
+        # no identity anywhere in its trace: no saga
+        _span("6", "1", plain),
+    ]
+
+
+def test_a_rebuild_finds_what_analysing_every_record_at_once_finds(tmp_path: Path) -> None:
+    config = SagaConfig.from_dict(combined_config())
+    path = tmp_path / "all.duckdb"
+    _store_population(path, 120)
+    writer = Writer(str(path)).start()
+    try:
+        writer.submit(RecordBatch(spans=_identity_edge_cases())).result(10)
+    finally:
+        writer.close()
+    conn = duckdb.connect(str(path))
+    now = rebuild_module.data_now(conn)
+    rebuild(conn, config, processes=1)
+    rebuilt = _all_saga_rows(conn)
+    work = Working(
+        spans=load_spans(conn, None), logs=load_logs(conn, None), events=load_events(conn, None, [])
+    )
+    for table in (*SAGA_TABLES, "trace_links"):
+        conn.execute(f"DELETE FROM {table}")
+    store_results(conn, result_tables(work, analyze_working(work, config, now), now), set())
+    assert _all_saga_rows(conn) == rebuilt
+    conn.close()
+    traces = {t for (t, _) in rebuilt["saga_traces"]}
+    assert {"1" * 32, "2" * 32, "3" * 32, "4" * 32, "5" * 32} <= traces
+    assert "6" * 32 not in traces
 
 
 _PARENT = os.getpid()
