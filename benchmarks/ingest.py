@@ -226,13 +226,32 @@ async def drive(url: str, requests: list[bytes], senders: int, seconds: float) -
     }
 
 
-def analysis_health(url: str) -> dict[str, float]:
-    """What the collector's analysis made of the run: sagas stored, passes failed, backlog."""
+def scrape(url: str) -> dict[str, float]:
+    """The collector's metrics: sample (name with labels) -> value."""
     metrics = {}
     for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        name, _, value = line.partition(" ")
-        if name.startswith("sagalens_analysis_"):
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
             metrics[name] = float(value)
+    return metrics
+
+
+def commit_health(url: str) -> dict[str, float]:
+    """How the writer's commits went: how many, how many checkpointed, how many were slow."""
+    metrics = scrape(url)
+    commits = metrics.get("sagalens_commits_total", 0.0)
+    return {
+        "commits": commits,
+        "slow": commits - metrics.get('sagalens_commit_duration_seconds_bucket{le="0.5"}', 0.0),
+        "checkpoints": metrics.get("sagalens_checkpoints_total", 0.0),
+        "checkpoint_s": metrics.get("sagalens_checkpoint_commit_seconds_total", 0.0),
+        "commit_s": metrics.get("sagalens_commit_seconds_total", 0.0),
+    }
+
+
+def analysis_health(url: str) -> dict[str, float]:
+    """What the collector's analysis made of the run: sagas stored, passes failed, backlog."""
+    metrics = scrape(url)
     return {
         "sagas": httpx.get(url + "/api/v1/sagas", params={"limit": 1}, timeout=30).json()["total"],
         "failures": metrics.get("sagalens_analysis_failures_total", 0.0),
@@ -299,6 +318,7 @@ def main() -> None:
         sustained = asyncio.run(drive(url + "/v1/traces", requests, args.senders, args.seconds))
         steady_peak = watch.peak
         health = analysis_health(url)
+        commits = commit_health(url)
         overload = asyncio.run(
             drive(
                 url + "/v1/traces",
@@ -344,6 +364,11 @@ def main() -> None:
     ]
     for name, value, target in rows:
         print(f"{name:<44}{value:>14}   {target}")
+    print(
+        f"commits during the sustained run: {commits['commits']:,.0f} "
+        f"({commits['commit_s']:.1f} s), {commits['slow']:,.0f} of them over 0.5 s; "
+        f"{commits['checkpoints']:,.0f} checkpointed ({commits['checkpoint_s']:.1f} s)"
+    )
     print(
         f"analysis during ingest: {'off' if args.no_analysis else 'on'}; "
         f"decode processes: {args.decode_processes}"

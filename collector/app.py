@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector as MetricsSource
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from starlette.routing import Route
 from collector.api import api_routes
 from collector.receivers import otlp_http
 from collector.store.queries import analysis_status
+from collector.store.writer import COMMIT_BUCKETS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,6 +53,26 @@ class _Metrics(MetricsSource):
             "sagalens_last_commit_seconds",
             "Latency of the last commit",
             value=s.last_commit_seconds,
+        )
+        cumulative = list(itertools.accumulate(s.commit_buckets))
+        yield HistogramMetricFamily(
+            "sagalens_commit_duration_seconds",
+            "Latency of commits of records (an answer to an exporter waits for one)",
+            buckets=[
+                *zip(map(str, COMMIT_BUCKETS), cumulative[:-1], strict=True),
+                ("+Inf", cumulative[-1]),
+            ],
+            sum_value=s.commit_seconds_total,
+        )
+        yield CounterMetricFamily(
+            "sagalens_checkpoints",
+            "Commits in which DuckDB checkpointed (wrote its log into the file)",
+            value=s.checkpoints,
+        )
+        yield CounterMetricFamily(
+            "sagalens_checkpoint_commit_seconds",
+            "Time of the commits that checkpointed",
+            value=s.checkpoint_seconds_total,
         )
         runner = self.collector.runner
         cur = self.collector.writer.cursor()

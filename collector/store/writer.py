@@ -9,14 +9,16 @@ rows; when it is full, ``submit`` raises :class:`OverloadedError` and the receiv
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import duckdb
@@ -68,6 +70,10 @@ class CommitInfo:
     rows: int = 0
 
 
+# Upper bounds (seconds) of the commit latency histogram.
+COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @dataclass
 class WriterStats:
     received: int = 0
@@ -78,6 +84,17 @@ class WriterStats:
     commits: int = 0
     commit_seconds_total: float = 0.0
     last_commit_seconds: float = 0.0
+    # commits of records by duration: counts per COMMIT_BUCKETS bound, the last for longer
+    commit_buckets: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1))
+    # transactions (records or analysis results) in which DuckDB checkpointed, and their time
+    checkpoints: int = 0
+    checkpoint_seconds_total: float = 0.0
+
+    def count_commit(self, seconds: float) -> None:
+        self.commits += 1
+        self.commit_seconds_total += seconds
+        self.last_commit_seconds = seconds
+        self.commit_buckets[bisect.bisect_left(COMMIT_BUCKETS, seconds)] += 1
 
 
 def migrate(conn: duckdb.DuckDBPyConnection, upto: int | None = None) -> int:
@@ -282,6 +299,8 @@ class Writer:
         self.max_group_rows = max_group_rows
         self.on_commit = on_commit
         self.stats = WriterStats()
+        self._wal_path = path + ".wal"
+        self._wal_bytes = 0
         self._queue: queue.Queue[Any] = queue.Queue()
         self._pending_rows = 0
         self._last_commit_ns = 0
@@ -405,14 +424,34 @@ class Writer:
             self._commit_batches(batches)
         for job in fns:
             assert job.fn is not None
+            started = time.perf_counter()
             try:
                 self.conn.execute("BEGIN")
                 result = job.fn(self.conn)
                 self.conn.execute("COMMIT")
-                job.future.set_result(result)
             except Exception as exc:
                 self._rollback()
                 job.future.set_exception(exc)
+            else:
+                self._note_checkpoint(time.perf_counter() - started, wrote=False)
+                job.future.set_result(result)
+
+    def _note_checkpoint(self, seconds: float, wrote: bool) -> None:
+        """Count the transaction just committed as a checkpoint if it left no log.
+
+        DuckDB checkpoints inside the commit that takes its write-ahead log past
+        ``checkpoint_threshold``, and that commit waits for it. A commit that writes
+        anything leaves a log, which a checkpoint removes: no log after a transaction that
+        wrote (``wrote``, or the log was there before) is the sign of a checkpoint.
+        """
+        try:
+            size = os.stat(self._wal_path).st_size
+        except OSError:
+            size = 0
+        if size == 0 and (wrote or self._wal_bytes > 0):
+            self.stats.checkpoints += 1
+            self.stats.checkpoint_seconds_total += seconds
+        self._wal_bytes = size
 
     def _rollback(self) -> None:
         with contextlib.suppress(duckdb.Error):
@@ -445,9 +484,8 @@ class Writer:
         elapsed = time.perf_counter() - started
         self._release(jobs)
         stats = self.stats
-        stats.commits += 1
-        stats.commit_seconds_total += elapsed
-        stats.last_commit_seconds = elapsed
+        stats.count_commit(elapsed)
+        self._note_checkpoint(elapsed, wrote=info.rows > 0)
         for job, result in zip(jobs, results, strict=True):
             stats.received += job.batch.received if job.batch else 0
             stats.stored += result.stored

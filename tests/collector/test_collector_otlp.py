@@ -436,6 +436,8 @@ def test_acknowledged_spans_survive_a_killed_collector_and_retries_stay_single(
 
 
 def test_health_and_metrics(collector: RunningCollector) -> None:
+    span = _span_json(trace_id=f"{77:032x}", span_id=f"{77:016x}")
+    assert _post(collector, _traces_json(span)).status_code == 200
     health = httpx.get(collector.url + "/healthz").json()
     assert health["status"] == "ok" and health["schema_version"] >= 1
     metrics = httpx.get(collector.url + "/metrics")
@@ -445,5 +447,17 @@ def test_health_and_metrics(collector: RunningCollector) -> None:
         "sagalens_records_rejected_total",
         "sagalens_queue_rows",
         "sagalens_commit_seconds_total",
+        "sagalens_checkpoints_total",
     ):
         assert name in metrics.text
+    # The commit latency histogram counts every commit of records, each in one bucket.
+    values = {
+        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+        for line in metrics.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    commits = values["sagalens_commits_total"]
+    assert commits >= 1
+    assert values['sagalens_commit_duration_seconds_bucket{le="+Inf"}'] == commits
+    assert values["sagalens_commit_duration_seconds_count"] == commits
+    assert values['sagalens_commit_duration_seconds_bucket{le="0.005"}'] <= commits

@@ -147,3 +147,25 @@ def test_a_group_stored_again_for_a_retry_keeps_its_rejections_once(writer: Writ
     assert rows == [("http", "no type"), ("otlp-http", "bad id")]
     assert count(writer, "SELECT count(*) FROM spans") == 3
     assert count(writer, "SELECT count(*) FROM events") == 1
+
+
+@pytest.mark.parametrize("threshold", ["64KB", "1GB"])
+def test_commits_are_timed_and_checkpoints_counted(tmp_path: Path, threshold: str) -> None:
+    w = Writer(str(tmp_path / "c.duckdb"), checkpoint_threshold=threshold).start()
+    try:
+        for trace in range(1, 9):
+            w.submit(RecordBatch(spans=spans(trace, 200))).result(30)
+        w.run(lambda conn: conn.execute("SELECT 1").fetchall()).result(30)
+        stats = w.stats
+        assert stats.commits == 8
+        assert sum(stats.commit_buckets) == 8
+        assert stats.commit_seconds_total > 0
+        if threshold == "1GB":
+            # the log only grows: no commit checkpointed
+            assert stats.checkpoints == 0
+        else:
+            # 200 spans leave more than 64 KB of log: most commits checkpoint
+            assert stats.checkpoints >= 4
+            assert 0 < stats.checkpoint_seconds_total <= stats.commit_seconds_total
+    finally:
+        w.close()
