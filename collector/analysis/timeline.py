@@ -372,6 +372,9 @@ def build_timeline(
                 attempt_no=_attempt(event.extensions),
             )
         )
+        if event.source:
+            # a choreographed saga may be events alone: their sources are its services
+            services.add(event.source)
         if event.trace_id:
             tl.trace_ids.add(event.trace_id)
         if when:

@@ -357,3 +357,26 @@ def test_one_finding_per_kind_and_step_with_every_report_as_evidence():
     assert finding.step == "release_inventory"
     assert {f"span:{3 + i:032x}:{3 + i:016x}" for i in range(3)} <= set(finding.evidence)
     assert finding.details["reports"] == 3
+
+
+def test_a_saga_of_events_alone_names_their_sources_as_its_services():
+    # A choreographed saga seen only on the broker: the services are the events' sources.
+    events = [
+        finalize_event_key(
+            EventRecord(
+                id=f"e{i}",
+                source=source,
+                type=type_,
+                transport="amqp",
+                time_ns=BASE_NS + i * 1_000_000,
+                extensions={"correlationid": "order-9"},
+            )
+        )
+        for i, (source, type_) in enumerate(
+            [("/shop/orders", "OrderPlaced"), ("/shop/billing", "PaymentCharged")]
+        )
+    ]
+    result = analyze([], [], events, SagaConfig(), BASE_NS + MINUTE_NS)
+    (saga,) = result.sagas
+    assert saga.services == ["/shop/billing", "/shop/orders"]
+    assert [s.service for s in result.steps] == ["/shop/orders", "/shop/billing"]
