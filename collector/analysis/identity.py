@@ -238,8 +238,7 @@ def trace_keys(
     """The identity each trace's spans carry, from the spans' columns (one entry each).
 
     Only these columns of a span bear on identity, so a caller holding many spans may pass
-    just the ones that carry any (see :func:`resolve_traces`), and may split them in parts
-    and :func:`merge_trace_keys` the results.
+    just the ones that carry any (see :func:`resolve_traces`).
     """
     out: dict[str, TraceKeys] = {}
     no_identity = config.identity_attributes.isdisjoint
@@ -264,21 +263,6 @@ def trace_keys(
             if linked:
                 entry.linked.add(linked)
     return out
-
-
-def merge_trace_keys(parts: Sequence[dict[str, TraceKeys]]) -> dict[str, TraceKeys]:
-    """One :func:`trace_keys` result from those of several parts of the spans."""
-    merged: dict[str, TraceKeys] = {}
-    for part in parts:
-        for trace_id, keys in part.items():
-            entry = merged.get(trace_id)
-            if entry is None:
-                merged[trace_id] = keys
-            else:
-                entry.strong.update(keys.strong)
-                entry.business |= keys.business
-                entry.linked |= keys.linked
-    return merged
 
 
 def resolve_identity(
