@@ -116,8 +116,10 @@ class Assigned:
 def resolve_stored(conn: duckdb.DuckDBPyConnection, stored: Stored, config: SagaConfig) -> Assigned:
     """Resolve identity over everything stored.
 
-    Only the identity columns of the spans that carry any are read for it (three in five
-    in the benchmark's population), and no span record is built for it: see
+    DuckDB reads the identity attributes and link targets of the spans that carry any
+    (three in five in the benchmark's population) and folds the spans of a trace that say
+    the same (to one in five); no span record is built for it. See
+    :func:`collector.store.records_io.load_identity_columns` and
     :func:`collector.analysis.identity.resolve_traces`.
     """
     columns = load_identity_columns(conn, config.identity_attributes)

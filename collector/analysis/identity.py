@@ -2,17 +2,23 @@
 
 Every record yields raw identity keys (``identity_keys``). Keys found on the same record,
 records of one trace, traces joined by span links and events joined to a trace by their
-``traceparent`` are merged with union-find. A merged group is a saga when it holds at least
-one *strong* key; its saga key is the strong key with the best rule priority, ties broken
-lexicographically, so it never depends on record order.
+``traceparent`` are merged: each connected component of that graph is one group. A group
+is a saga when it holds at least one *strong* key; its saga key is the strong key with the
+best rule priority, ties broken lexicographically, so it never depends on record order.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from collector.analysis.config import CorrelationRule, SagaConfig
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
@@ -185,37 +191,33 @@ class Resolution:
     business: dict[str, set[str]]  # saga key -> {"order.id=42"}
 
 
-class _UnionFind:
-    __slots__ = ("parent",)
+class _Graph:
+    """Records and identity keys as nodes, joined by what they share; its connected
+    components are the sagas (scipy's ``connected_components``, the same partition a
+    union-find makes, in C).
+
+    ``traces[trace_id]`` and ``keys[key]`` number a node the first time it is named (one
+    counter, two maps, so neither needs a prefix); ``edges`` holds the two nodes of each
+    edge in turn.
+    """
+
+    __slots__ = ("edges", "keys", "traces")
 
     def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
+        numbers = itertools.count()
+        self.traces: defaultdict[str, int] = defaultdict(numbers.__next__)
+        self.keys: defaultdict[str, int] = defaultdict(numbers.__next__)
+        self.edges: list[int] = []
 
-    def find(self, x: str) -> str:
-        parent = self.parent
-        root = parent.get(x)
-        if root is None:
-            parent[x] = x
-            return x
-        while True:
-            up = parent[root]
-            if up == root:
-                break
-            root = up
-        while x != root:
-            nxt = parent[x]
-            parent[x] = root
-            x = nxt
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            # deterministic orientation keeps the structure independent of arrival order
-            if ra < rb:
-                self.parent[rb] = ra
-            else:
-                self.parent[ra] = rb
+    def components(self) -> list[int]:
+        """The component of every node, by node number."""
+        nodes = len(self.traces) + len(self.keys)
+        if not self.edges:
+            return list(range(nodes))
+        ends = np.array(self.edges, dtype=np.int64).reshape(-1, 2)
+        adjacency = coo_array((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(nodes, nodes))
+        _, labels = connected_components(adjacency, directed=False)
+        return labels.tolist()  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)
@@ -294,27 +296,18 @@ def resolve_traces(
     that none names never belongs to a saga, and one that a link, log or event names gets
     its node from that.
     """
-    uf = _UnionFind()
+    graph = _Graph()
+    trace_node, key_node = graph.traces.__getitem__, graph.keys.__getitem__
+    join = graph.edges.extend
     strong: dict[str, int] = {}
-    business_of: dict[str, set[str]] = {}
-    key_nodes: set[str] = set()
-    trace_nodes: dict[str, str] = {}
+    business_of: dict[int, set[str]] = {}
 
-    def trace_node(trace_id: str) -> str:
-        node = trace_nodes.get(trace_id)
-        if node is None:
-            node = trace_nodes[trace_id] = "trace:" + trace_id
-            uf.find(node)
-        return node
-
-    def absorb(anchor: str, keys: _Keys) -> None:
+    def absorb(anchor: int, keys: _Keys) -> None:
         for prio, key in keys.strong:
             strong[key] = prio
-            key_nodes.add(key)
-            uf.union(anchor, key)
+            join((anchor, key_node(key)))
         for key in keys.join:
-            key_nodes.add(key)
-            uf.union(anchor, key)
+            join((anchor, key_node(key)))
         if keys.business:
             business_of.setdefault(anchor, set()).add(keys.business)
 
@@ -322,75 +315,67 @@ def resolve_traces(
         node = trace_node(trace_id)
         for key, prio in found.strong.items():
             strong[key] = prio
-            key_nodes.add(key)
-            uf.union(node, key)
+            join((node, key_node(key)))
         if found.business:
             business_of.setdefault(node, set()).update(found.business)
         for linked in found.linked:
-            uf.union(node, trace_node(linked))
+            join((node, trace_node(linked)))
 
-    log_anchor: list[str] = []
+    log_anchor: list[int] = []
     for log in logs:
         keys = log_keys(log, config)
         if log.trace_id:
             anchor = trace_node(log.trace_id)
         elif keys.strong:
-            anchor = keys.strong[0][1]
+            anchor = key_node(keys.strong[0][1])
         else:
-            log_anchor.append("")
+            log_anchor.append(-1)
             continue
         absorb(anchor, keys)
         log_anchor.append(anchor)
 
-    event_anchor: list[str] = []
+    event_anchor: list[int] = []
     for event in events:
         keys = event_keys(event, config)
         if event.trace_id:
             anchor = trace_node(event.trace_id)
         elif keys.strong:
-            anchor = keys.strong[0][1]
+            anchor = key_node(keys.strong[0][1])
         elif keys.join:
-            anchor = keys.join[0]
+            anchor = key_node(keys.join[0])
         else:
-            event_anchor.append("")
+            event_anchor.append(-1)
             continue
         absorb(anchor, keys)
         event_anchor.append(anchor)
 
-    best: dict[str, tuple[int, str]] = {}
+    component = graph.components()
+    key_nodes = graph.keys
+    best: dict[int, tuple[int, str]] = {}
     for key, prio in strong.items():
-        root = uf.find(key)
+        root = component[key_nodes[key]]
         cand = (prio, key)
         cur = best.get(root)
         if cur is None or cand < cur:
             best[root] = cand
+    # the saga of every node, "" for none
+    saga_of_component = {root: key for root, (_, key) in best.items()}
+    saga = [saga_of_component.get(c, "") for c in component]
+    saga.append("")  # index -1: a record with no anchor
 
-    def saga_of(node: str) -> str:
-        if not node:
-            return ""
-        found = best.get(uf.find(node))
-        return found[1] if found else ""
-
-    trace_saga = {}
-    for trace_id, node in trace_nodes.items():
-        saga = saga_of(node)
-        if saga:
-            trace_saga[trace_id] = saga
-    identity = {}
-    for key in key_nodes:
-        saga = saga_of(key)
-        if saga:
-            identity[key] = saga
+    trace_saga = {t: k for t, node in graph.traces.items() if (k := saga[node])}
+    identity = {key: k for key, node in key_nodes.items() if (k := saga[node])}
     business: dict[str, set[str]] = {}
     for anchor, values in business_of.items():
-        saga = saga_of(anchor)
-        if saga:
-            business.setdefault(saga, set()).update(values)
+        if k := saga[anchor]:
+            business.setdefault(k, set()).update(values)
     rule = {key: RULES[prio] for prio, key in best.values()}
+    log_saga = [saga[a] for a in log_anchor]
+    event_saga = [saga[a] for a in event_anchor]
     return Resolution(
         trace_saga=trace_saga,
-        log_saga=[saga_of(a) for a in log_anchor],
-        event_saga=[saga_of(a) for a in event_anchor],
+        log_saga=log_saga,
+        event_saga=event_saga,
         identity=identity,
         rule=rule,
         business=business,

@@ -120,12 +120,39 @@ def span_records(table: pa.Table) -> list[SpanRecord]:
 
 @dataclass
 class IdentityColumns:
-    """The columns of stored spans that bear on saga identity, row by row."""
+    """What stored spans say about saga identity, one entry per distinct combination.
+
+    ``attributes`` holds only a span's identity attributes, ``links`` only the trace id of
+    each link: all that identity reads. Spans of one trace that say the same are one entry.
+    """
 
     trace_ids: list[str]
     attributes: list[dict[str, Any]]
     conversation_ids: list[str]
     links: list[list[dict[str, Any]]]
+
+
+def _pointer(name: str) -> str:
+    """The JSON pointer (RFC 6901) of a top-level member: any name, quotes and dots included."""
+    return "/" + name.replace("~", "~0").replace("/", "~1")
+
+
+# The identity attributes a span carries, as a JSON object of those alone, and the traces
+# its links point to; DISTINCT folds the spans of a trace that carry the same.
+_IDENTITY_SQL = """
+SELECT DISTINCT
+    trace_id,
+    '{' || array_to_string(
+        [to_json(pair[1]) || ':' || pair[2]
+         FOR pair IN list_zip($names, json_extract(attributes, $pointers))
+         IF pair[2] IS NOT NULL],
+        ',') || '}' AS attributes,
+    messaging_conversation_id,
+    json_extract_string(links, '$[*].trace_id') AS linked
+FROM spans
+WHERE trace_id <> '' AND (messaging_conversation_id <> ''
+    OR json_array_length(links) > 0 OR list_has_any(json_keys(attributes), $names))
+"""
 
 
 def load_identity_columns(
@@ -134,18 +161,16 @@ def load_identity_columns(
     """:class:`IdentityColumns` of every stored span that may carry identity: one with any
     of ``attribute_names``, a conversation id or a link. The others cannot, and are most.
     """
-    table = _select(
-        conn,
-        "SELECT trace_id, attributes, messaging_conversation_id, links FROM spans "
-        "WHERE trace_id <> '' AND (messaging_conversation_id <> '' "
-        "OR json_array_length(links) > 0 OR list_has_any(json_keys(attributes), $names))",
-        {"names": sorted(attribute_names)},
-    )
+    names = sorted(attribute_names)
+    table = _select(conn, _IDENTITY_SQL, {"names": names, "pointers": list(map(_pointer, names))})
     return IdentityColumns(
         trace_ids=table.column("trace_id").to_pylist(),
-        attributes=_json_values(table.column("attributes"), from_json, dict),
+        attributes=list(map(from_json, table.column("attributes").to_pylist())),
         conversation_ids=table.column("messaging_conversation_id").to_pylist(),
-        links=_json_values(table.column("links"), from_json, list),
+        links=[
+            [{"trace_id": t} for t in linked] if linked else []
+            for linked in table.column("linked").to_pylist()
+        ],
     )
 
 

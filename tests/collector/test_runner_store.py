@@ -440,11 +440,20 @@ def _identity_edge_cases() -> list[SpanRecord]:
         _span("5", "1", {"saga.id": "order-5"}),
         # no identity anywhere in its trace: no saga
         _span("6", "1", plain),
+        # a business key under a name that needs quoting, with a boolean value; a float id
+        _span("7", "1", {ODD_NAME: True, **plain}),
+        _span("8", "1", {"saga.id": 2.5}),
     ]
 
 
+# An attribute name with every character a JSON path or pointer treats specially.
+ODD_NAME = 'tenant/"order".no~1\\x [0] $'
+
+
 def test_a_rebuild_finds_what_analysing_every_record_at_once_finds(tmp_path: Path) -> None:
-    config = SagaConfig.from_dict(combined_config())
+    definitions = combined_config()
+    definitions["correlation"] = [*definitions["correlation"], {"attribute": ODD_NAME}]
+    config = SagaConfig.from_dict(definitions)
     path = tmp_path / "all.duckdb"
     _store_population(path, 120)
     writer = Writer(str(path)).start()
@@ -465,8 +474,11 @@ def test_a_rebuild_finds_what_analysing_every_record_at_once_finds(tmp_path: Pat
     assert _all_saga_rows(conn) == rebuilt
     conn.close()
     traces = {t for (t, _) in rebuilt["saga_traces"]}
-    assert {"1" * 32, "2" * 32, "3" * 32, "4" * 32, "5" * 32} <= traces
+    assert {"1" * 32, "2" * 32, "3" * 32, "4" * 32, "5" * 32, "7" * 32, "8" * 32} <= traces
     assert "6" * 32 not in traces
+    keys = {k for (_, k) in rebuilt["saga_traces"]}
+    # rules without a label of their own share the first one's
+    assert {"order.id:True", "saga.id:2.5", "saga.id:42"} <= keys
 
 
 _PARENT = os.getpid()
