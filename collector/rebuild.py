@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from collector.runner import (
     store_results,
 )
 from collector.store.records_io import (
+    IdentityColumns,
     load_events,
     load_identity_columns,
     load_logs,
@@ -79,19 +80,34 @@ def gc_paused() -> Iterator[None]:
 @dataclass
 class Stored:
     """Everything stored that the analysis reads: spans as read (records are built from
-    them part by part), logs with a trace and all events as records."""
+    them part by part), logs with a trace and all events as records, and what the spans
+    say about identity."""
 
     spans: pa.Table
     logs: list[LogRecord]
     events: list[EventRecord]
+    identity: IdentityColumns
 
     @property
     def records(self) -> int:
         return int(self.spans.num_rows) + len(self.logs) + len(self.events)
 
 
-def load_stored(conn: duckdb.DuckDBPyConnection) -> Stored:
-    return Stored(load_span_table(conn), load_logs(conn, None), load_events(conn, None, []))
+def load_stored(conn: duckdb.DuckDBPyConnection, config: SagaConfig) -> Stored:
+    """Read everything a rebuild analyses.
+
+    DuckDB selects the spans' identity columns on another cursor while this thread builds
+    log and event records: the query runs without the GIL, on the core that would idle.
+    """
+    cursor = conn.cursor()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            identity = pool.submit(load_identity_columns, cursor, config.identity_attributes)
+            spans, logs = load_span_table(conn), load_logs(conn, None)
+            events = load_events(conn, None, [])
+            return Stored(spans, logs, events, identity.result())
+    finally:
+        cursor.close()
 
 
 @dataclass
@@ -113,16 +129,16 @@ class Assigned:
         )
 
 
-def resolve_stored(conn: duckdb.DuckDBPyConnection, stored: Stored, config: SagaConfig) -> Assigned:
+def resolve_stored(stored: Stored, config: SagaConfig) -> Assigned:
     """Resolve identity over everything stored.
 
-    DuckDB reads the identity attributes and link targets of the spans that carry any
-    (three in five in the benchmark's population) and folds the spans of a trace that say
-    the same (to one in five); no span record is built for it. See
-    :func:`collector.store.records_io.load_identity_columns` and
+    It reads what :func:`load_stored` selected: the identity attributes and link targets
+    of the spans that carry any (three in five in the benchmark's population), the spans
+    of a trace that say the same folded into one (to one in five); no span record is built
+    for it. See :func:`collector.store.records_io.load_identity_columns` and
     :func:`collector.analysis.identity.resolve_traces`.
     """
-    columns = load_identity_columns(conn, config.identity_attributes)
+    columns = stored.identity
     traces = trace_keys(
         columns.trace_ids, columns.attributes, columns.conversation_ids, columns.links, config
     )
@@ -248,12 +264,12 @@ def rebuild(
     stats = RebuildStats()
     started = time.perf_counter()
     with gc_paused():
-        stored = load_stored(conn)
+        stored = load_stored(conn, config)
         now = data_now(conn) if now_ns is None else now_ns
         stats.records = stored.records
         loaded = time.perf_counter()
         stats.load_s = loaded - started
-        assigned = resolve_stored(conn, stored, config)
+        assigned = resolve_stored(stored, config)
         resolved = time.perf_counter()
         stats.identity_s = resolved - loaded
         if processes is None:
