@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from collector.analysis.config import SagaConfig
 from collector.analysis.core import analyze
-from collector.analysis.identity import identity_keys
+from collector.analysis.identity import _Graph, identity_keys
 from collector.analysis.model import AnalysisResult
 from sample_data.shapes import SCENARIOS, SHAPES, build_population, combined_config
 
@@ -132,3 +132,33 @@ def test_records_without_identity_are_not_sagas():
     result = analyze([*POP.spans, stray], POP.logs, POP.events, CONFIG, POP.now_ns)
     assert stray.ref not in result.membership
     assert canon(result)["sagas"] == canon(BASELINE)["sagas"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    nodes=st.integers(min_value=1, max_value=40),
+    pairs=st.lists(st.tuples(st.integers(0, 39), st.integers(0, 39)), max_size=60),
+)
+def test_identity_components_are_the_connected_components(
+    nodes: int, pairs: list[tuple[int, int]]
+) -> None:
+    graph = _Graph()
+    for name in range(nodes):
+        graph.keys[f"k{name}"]
+    for a, b in pairs:
+        graph.edges.extend((a % nodes, b % nodes))
+    component = graph.components()
+    # reachability by repeated relaxation, the slow and obvious way
+    reach = {n: {n} for n in range(nodes)}
+    changed = True
+    while changed:
+        changed = False
+        for a, b in pairs:
+            a, b = a % nodes, b % nodes
+            joined = reach[a] | reach[b]
+            if joined != reach[a] or joined != reach[b]:
+                reach[a] = reach[b] = joined
+                changed = True
+    for n in range(nodes):
+        for m in range(nodes):
+            assert (component[n] == component[m]) == (m in reach[n]), (n, m)
