@@ -121,12 +121,17 @@ def _attribute_keys(attrs: dict[str, Any], config: SagaConfig, out: _Keys) -> No
             out.business = f"{label}={value}"
 
 
-def span_keys(span: SpanRecord, config: SagaConfig) -> _Keys:
+def _span_column_keys(attrs: dict[str, Any], conversation: str, config: SagaConfig) -> _Keys:
+    """The keys a span carries, from the two columns that bear them."""
     out = _Keys()
-    _attribute_keys(span.attributes, config, out)
-    if span.messaging_conversation_id:
-        out.strong.append((_PRIORITY["conversation"], f"conv:{span.messaging_conversation_id}"))
+    _attribute_keys(attrs, config, out)
+    if conversation:
+        out.strong.append((_PRIORITY["conversation"], f"conv:{conversation}"))
     return out
+
+
+def span_keys(span: SpanRecord, config: SagaConfig) -> _Keys:
+    return _span_column_keys(span.attributes, span.messaging_conversation_id, config)
 
 
 def log_keys(log: LogRecord, config: SagaConfig) -> _Keys:
@@ -259,15 +264,12 @@ def trace_keys(
         if entry is None:
             entry = out[trace_id] = TraceKeys()
         # most spans (database calls, HTTP clients) carry no identity: one C-level check
-        if not no_identity(attrs):
-            keys = _Keys()
-            _attribute_keys(attrs, config, keys)
+        if conversation or not no_identity(attrs):
+            keys = _span_column_keys(attrs, conversation, config)
             for prio, key in keys.strong:
                 entry.strong[key] = prio
             if keys.business:
                 entry.business.add(keys.business)
-        if conversation:
-            entry.strong[f"conv:{conversation}"] = _PRIORITY["conversation"]
         for link in span_links:
             linked = link.get("trace_id")
             if linked:
