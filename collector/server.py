@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 
 from collector.app import build_app
-from collector.helpers import keep_out
+from collector.helpers import keep_out, tune_gc
 from collector.receivers.otlp_grpc import build_grpc_server
 from collector.service import Collector, Settings
 
@@ -66,6 +66,7 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     setattr(http, "install_signal_handlers", lambda: None)  # noqa: B010
     grpc_server = build_grpc_server(collector, f"{settings.host}:{settings.grpc_port}")
     await grpc_server.start()
+    tune_gc()  # everything the collector keeps for its life is loaded by now
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

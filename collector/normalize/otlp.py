@@ -69,8 +69,9 @@ def decode_traces_protobuf(data: bytes) -> RecordBatch:
 def decode_trace_columns(data: bytes) -> SpanColumns:
     """Decode a protobuf ``ExportTraceServiceRequest`` body into span columns.
 
-    The ingest hot path: no object is built per span or per attribute, and each distinct
-    attribute (key and value) is decoded once per request.
+    The ingest hot path: no object is built per attribute, each distinct attribute (key
+    and value) is decoded once per request, and each span is one tuple until the columns
+    are made from all of them at once.
     """
     request = TraceRequestView()
     try:
@@ -80,15 +81,10 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
     out = SpanColumns()
     c = out.columns
     memo = _Pairs()
-    trace_ids, span_ids, names = c["trace_id"].append, c["span_id"].append, c["name"].append
-    starts, ends, parents = c["start_ns"].append, c["end_ns"].append, c["parent_span_id"].append
-    kinds, codes, messages = c["kind"].append, c["status_code"].append, c["status_message"].append
-    attribute_maps, events, links = c["attributes"].append, c["events"].append, c["links"].append
-    trace_states, flags = c["trace_state"].append, c["flags"].append
-    dropped_attributes = c["dropped_attributes_count"].append
-    dropped_events = c["dropped_events_count"].append
-    dropped_links = c["dropped_links_count"].append
-    messaging = [c[name].append for name in _MESSAGING_FIELDS]
+    # One tuple per span, in _ROW_FIELDS order, turned into columns at the end: a tuple
+    # display and one append cost less than an append per field.
+    rows: list[tuple[Any, ...]] = []
+    add = rows.append
     per_scope = [c[name] for name in _PER_SCOPE_FIELDS]
     for resource_spans in request.resource_spans:
         resource_attributes = _map_attributes(resource_spans.resource.attributes, memo)
@@ -97,7 +93,7 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
         resource_schema_url = resource_spans.schema_url
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
-            before = len(c["trace_id"])
+            before = len(rows)
             for span in scope_spans.spans:
                 trace_id = span.trace_id
                 span_id = span.span_id
@@ -112,24 +108,24 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
                     problem = _span_id_problem(trace_id, span_id, parent_span_id)
                     out.rejections.append(_reject_pb_span(span, problem))
                     continue
-                trace_ids(trace_id.hex())
-                span_ids(span_id.hex())
-                names(span.name)
-                starts(span.start_time_unix_nano)
-                ends(span.end_time_unix_nano)
-                parents(
-                    ""
-                    if not parent_span_id or parent_span_id == _ZERO_SPAN_ID
-                    else parent_span_id.hex()
-                )
-                kinds(span.kind)
-                status = span.status
-                codes(status.code)
-                messages(status.message)
                 attributes = _map_attributes(span.attributes, memo)
-                attribute_maps(attributes)
-                if span.events:
-                    events(
+                status = span.status
+                span_events = span.events
+                span_links, dropped = _pb_links(span.links, memo) if span.links else ([], 0)
+                add(
+                    (
+                        trace_id.hex(),
+                        span_id.hex(),
+                        span.name,
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
+                        ""
+                        if not parent_span_id or parent_span_id == _ZERO_SPAN_ID
+                        else parent_span_id.hex(),
+                        span.kind,
+                        status.code,
+                        status.message,
+                        attributes,
                         [
                             {
                                 "name": event.name,
@@ -137,21 +133,20 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
                                 "attributes": _map_attributes(event.attributes, memo),
                                 "dropped_attributes_count": event.dropped_attributes_count,
                             }
-                            for event in span.events
+                            for event in span_events
                         ]
+                        if span_events
+                        else [],
+                        span_links,
+                        span.trace_state,
+                        span.flags,
+                        span.dropped_attributes_count,
+                        span.dropped_events_count,
+                        span.dropped_links_count + dropped,
+                        *messaging_columns(attributes),
                     )
-                else:
-                    events([])
-                span_links, dropped = _pb_links(span.links, memo) if span.links else ([], 0)
-                links(span_links)
-                trace_states(span.trace_state)
-                flags(span.flags)
-                dropped_attributes(span.dropped_attributes_count)
-                dropped_events(span.dropped_events_count)
-                dropped_links(span.dropped_links_count + dropped)
-                for append, value in zip(messaging, messaging_columns(attributes), strict=True):
-                    append(value)
-            count = len(c["trace_id"]) - before
+                )
+            count = len(rows) - before
             if count:
                 scope_values = (
                     resource_attributes,
@@ -165,6 +160,9 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
                 for column, value in zip(per_scope, scope_values, strict=True):
                     # One resource's (and scope's) attribute dict is shared by its spans.
                     column.extend([value] * count)
+    if rows:
+        for name, values in zip(_ROW_FIELDS, zip(*rows, strict=True), strict=True):
+            c[name] = list(values)
     return out
 
 
@@ -175,6 +173,26 @@ _MESSAGING_FIELDS = (
     "messaging_conversation_id",
     "messaging_message_id",
     "server_address",
+)
+_ROW_FIELDS = (
+    "trace_id",
+    "span_id",
+    "name",
+    "start_ns",
+    "end_ns",
+    "parent_span_id",
+    "kind",
+    "status_code",
+    "status_message",
+    "attributes",
+    "events",
+    "links",
+    "trace_state",
+    "flags",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    *_MESSAGING_FIELDS,
 )
 _PER_SCOPE_FIELDS = (
     "resource_attributes",
