@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collector.analysis.config import SagaConfig
-from collector.analysis.core import analyze_sagas, gather_records
+from collector.analysis.core import ANALYSED_SPAN_FIELDS, analyze_sagas, gather_records
 from collector.analysis.identity import Resolution, resolve_traces, trace_keys
 from collector.analysis.model import AnalysisResult
 from collector.normalize.records import EventRecord, LogRecord
@@ -79,9 +79,9 @@ def gc_paused() -> Iterator[None]:
 
 @dataclass
 class Stored:
-    """Everything stored that the analysis reads: spans as read (records are built from
-    them part by part), logs with a trace and all events as records, and what the spans
-    say about identity."""
+    """Everything stored that the analysis reads: the spans' analysed columns (records are
+    built from them part by part), logs with a trace and all events as records, and what
+    the spans say about identity."""
 
     spans: pa.Table
     logs: list[LogRecord]
@@ -103,7 +103,8 @@ def load_stored(conn: duckdb.DuckDBPyConnection, config: SagaConfig) -> Stored:
     try:
         with ThreadPoolExecutor(1) as pool:
             identity = pool.submit(load_identity_columns, cursor, config.identity_attributes)
-            spans, logs = load_span_table(conn), load_logs(conn, None)
+            spans = load_span_table(conn, ANALYSED_SPAN_FIELDS)
+            logs = load_logs(conn, None)
             events = load_events(conn, None, [])
             return Stored(spans, logs, events, identity.result())
     finally:

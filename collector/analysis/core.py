@@ -14,6 +14,24 @@ from collector.analysis.stats import LearnedStats
 from collector.analysis.timeline import build_timeline
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 
+# The span fields that analysing gathered records reads (timelines, classification,
+# findings, each saga's membership). Identity reads others too (links, the conversation id
+# column); a rebuild resolves it from stored columns, then builds its records from these.
+ANALYSED_SPAN_FIELDS = (
+    "trace_id",
+    "span_id",
+    "name",
+    "start_ns",
+    "end_ns",
+    "parent_span_id",
+    "kind",
+    "status_code",
+    "status_message",
+    "attributes",
+    "service_name",
+    "events",
+)
+
 
 def analyze(
     spans: Sequence[SpanRecord],

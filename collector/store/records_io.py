@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,15 +51,28 @@ def _records(
     """Records from a table selected in ``columns`` order (see :func:`_in_field_order`).
 
     Built column by column: one conversion of each column to Python values, then one
-    constructor call per record.
+    constructor call per record. A field the table does not hold gets its default value,
+    one object shared by every record, like the parsed JSON values: records are read-only.
     """
-    values = []
-    for (name, _, is_json), column in zip(columns, table.columns, strict=True):
-        if is_json:
+    present = dict(zip(table.column_names, table.columns, strict=True))
+    values: list[Iterable[Any]] = []
+    for (name, _, is_json), f in zip(columns, dataclasses.fields(cls), strict=True):
+        column = present.get(name)
+        if column is None:
+            values.append(itertools.repeat(_default(f)))
+        elif is_json:
             values.append(_json_values(column, loads, (empty or {}).get(name)))
         else:
             values.append(column.to_pylist())
     return list(map(cls, *values))
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    if f.default is dataclasses.MISSING:
+        raise ValueError(f"no column for {f.name}, which has no default")
+    return f.default
 
 
 _SPAN_FIELDS = _in_field_order(SpanRecord, SPAN_COLUMNS)
@@ -106,9 +120,16 @@ def load_spans(conn: duckdb.DuckDBPyConnection, trace_ids: list[str] | None) -> 
     return [] if table is None else span_records(table)
 
 
-def load_span_table(conn: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Every stored span as one Arrow table, for :func:`span_records` of any part of it."""
-    table = _of_traces(conn, "spans", SPAN_SELECT, None)
+def load_span_table(
+    conn: duckdb.DuckDBPyConnection, fields: Sequence[str] | None = None
+) -> pa.Table:
+    """Every stored span as one Arrow table, for :func:`span_records` of any part of it;
+    with ``fields``, only those :class:`SpanRecord` fields (the records built from it hold
+    defaults in the others)."""
+    select = SPAN_SELECT
+    if fields is not None:
+        select = ", ".join(c[0] for c in _SPAN_FIELDS if c[0] in fields)
+    table = _of_traces(conn, "spans", select, None)
     assert table is not None
     return table
 

@@ -1,14 +1,15 @@
 """Order and batching never change the analysis; a saga alone analyses as it does in a crowd."""
 
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.analysis.config import SagaConfig
-from collector.analysis.core import analyze
-from collector.analysis.identity import _Graph, identity_keys
+from collector.analysis.core import ANALYSED_SPAN_FIELDS, analyze, analyze_sagas, gather_records
+from collector.analysis.identity import _Graph, identity_keys, resolve_identity
 from collector.analysis.model import AnalysisResult
+from collector.normalize.records import SpanRecord
 from sample_data.shapes import SCENARIOS, SHAPES, build_population, combined_config
 
 CONFIG = SagaConfig.from_dict(combined_config())
@@ -105,6 +106,36 @@ def test_a_subset_holding_whole_sagas_analyses_them_identically(chosen):
     assert sub["findings"] == [f for f in full["findings"] if f["saga_key"] in wanted]
     assert sub["membership"] == {k: v for k, v in full["membership"].items() if v in wanted}
     assert sub["identity"] == {k: v for k, v in full["identity"].items() if v in wanted}
+
+
+def test_analysing_gathered_records_reads_only_the_analysed_span_fields():
+    # A rebuild resolves identity first, then builds span records from these fields alone.
+    # Failed spans say why in their status, or fail by an exception event alone.
+    error = {"name": "exception", "attributes": {"exception.type": "Declined"}}
+    full = [
+        (
+            replace(s, status_message=f"failed: {s.name}")
+            if i % 2
+            else replace(s, status_code=0, status_message="", events=[error])
+        )
+        if s.status_code == 2
+        else s
+        for i, s in enumerate(POP.spans)
+    ]
+    blank = SpanRecord(trace_id="", span_id="", name="", start_ns=0, end_ns=0)
+    stripped = [replace(blank, **{f: getattr(s, f) for f in ANALYSED_SPAN_FIELDS}) for s in full]
+    unread = {f.name for f in fields(SpanRecord)} - set(ANALYSED_SPAN_FIELDS)
+    differ = {f for s in full for f in unread if getattr(s, f) != getattr(blank, f)}
+    assert {"links", "resource_attributes"} <= differ
+    resolution = resolve_identity(full, POP.logs, POP.events, CONFIG)
+    results = []
+    for spans in (full, stripped):
+        grouped = gather_records(
+            resolution, spans, POP.logs, resolution.log_saga, POP.events, resolution.event_saga
+        )
+        results.append(analyze_sagas(grouped, grouped.saga_keys, CONFIG, POP.now_ns))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == len(BASELINE.sagas)
 
 
 def test_identity_keys_find_the_saga_of_later_records():
