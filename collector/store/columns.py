@@ -156,14 +156,19 @@ EVENT_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
 ]
 
 
+# Empty values as JSON, without a call to the encoder; other false values ("", 0, false: a
+# log body may be any of them) are encoded as they are.
+_EMPTY_JSON: dict[type, str] = {type(None): "null", dict: "{}", list: "[]"}
+
+
 def _json_column(values: tuple[Any, ...], sort_keys: bool) -> list[str]:
     # Decoders share one resource/scope attribute dict among all spans of that resource,
     # so encoding each distinct object once saves most of the JSON work.
     memo: dict[int, str] = {}
     out = []
     for value in values:
-        if not value:
-            out.append("null" if value is None else ("{}" if isinstance(value, dict) else "[]"))
+        if not value and type(value) in _EMPTY_JSON:
+            out.append(_EMPTY_JSON[type(value)])
             continue
         key = id(value)
         text = memo.get(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,15 @@ def test_commits_are_timed_and_checkpoints_counted(tmp_path: Path, threshold: st
             assert 0 < stats.checkpoint_seconds_total <= stats.commit_seconds_total
     finally:
         w.close()
+
+
+def test_a_log_body_is_stored_as_the_value_it_is_even_when_empty(writer: Writer) -> None:
+    bodies = ["", 0, False, None, [], {}, "ok", {"amount": 0}]
+    logs = [
+        finalize_log_id(LogRecord(time_ns=1_000 + i, body=body)) for i, body in enumerate(bodies)
+    ]
+    assert writer.write_blocking(RecordBatch(logs=logs)).stored == len(bodies)
+    stored = writer.run(
+        lambda conn: conn.execute("SELECT body FROM logs ORDER BY time_ns").fetchall()
+    ).result(10)
+    assert [json.loads(body) for (body,) in stored] == bodies
