@@ -51,8 +51,8 @@ class Settings:
     # OTLP bodies are decoded in this many worker processes (0: in threads of this process),
     # so protobuf decoding runs beside the writer and the analysis instead of sharing the GIL.
     # Off by default: under overload each process adds about 75 MB to the peak memory
-    # (340 MB with none, 429 with one, 492 with two), for about a quarter more throughput
-    # with two on two cores (benchmarks/ingest.py --decode-processes 2).
+    # (about 370 MB with none, 510 with two), for about a sixth more throughput with two on
+    # two cores (benchmarks/ingest.py --decode-processes 2).
     decode_processes: int = DEFAULT_DECODE_PROCESSES
     analysis: bool = True
     # See DEFAULT_ANALYSIS_SHARE; the rest of the backlog waits in the store (1: no limit).
