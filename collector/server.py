@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -80,6 +81,7 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     if http_task.done():
         await grpc_server.stop(0)
         collector.close()
+        gc.unfreeze()  # see below
         http_task.result()
         raise SystemExit(f"could not start HTTP on {settings.host}:{settings.http_port}")
     log.warning(
@@ -102,6 +104,9 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     await grpc_server.stop(5)
     await http_task
     await asyncio.to_thread(collector.close)
+    # What tune_gc froze is freed with the interpreter again (DuckDB's bindings report
+    # whatever of theirs outlives it as leaked).
+    gc.unfreeze()
     log.warning("sagalens collector: stopped, store closed")
 
 
