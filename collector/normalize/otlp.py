@@ -32,6 +32,7 @@ from collector.normalize._otlp_json import (
 from collector.normalize._pb_view import TraceRequestView
 from collector.normalize.messaging import messaging_columns
 from collector.normalize.records import (
+    SPAN_FIELDS,
     Attributes,
     LogRecord,
     RecordBatch,
@@ -166,34 +167,6 @@ def decode_trace_columns(data: bytes) -> SpanColumns:
     return out
 
 
-_MESSAGING_FIELDS = (
-    "messaging_system",
-    "messaging_destination",
-    "messaging_operation",
-    "messaging_conversation_id",
-    "messaging_message_id",
-    "server_address",
-)
-_ROW_FIELDS = (
-    "trace_id",
-    "span_id",
-    "name",
-    "start_ns",
-    "end_ns",
-    "parent_span_id",
-    "kind",
-    "status_code",
-    "status_message",
-    "attributes",
-    "events",
-    "links",
-    "trace_state",
-    "flags",
-    "dropped_attributes_count",
-    "dropped_events_count",
-    "dropped_links_count",
-    *_MESSAGING_FIELDS,
-)
 _PER_SCOPE_FIELDS = (
     "resource_attributes",
     "service_name",
@@ -203,6 +176,9 @@ _PER_SCOPE_FIELDS = (
     "resource_schema_url",
     "scope_schema_url",
 )
+# A span's own fields, which the decoder puts in each span's tuple: the record's fields in
+# their order, less those every span of a scope shares.
+_ROW_FIELDS = tuple(f for f in SPAN_FIELDS if f not in _PER_SCOPE_FIELDS)
 
 
 def decode_logs_protobuf(data: bytes) -> RecordBatch:
