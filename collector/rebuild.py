@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from collector.analysis.config import SagaConfig
-from collector.analysis.core import ANALYSED_SPAN_FIELDS, analyze_sagas, gather_records
+from collector.analysis.core import ANALYSED_SPAN_FIELDS, analyze_sagas, gather_with_spans
 from collector.analysis.identity import Resolution, resolve_traces, trace_keys
 from collector.analysis.model import AnalysisResult
-from collector.normalize.records import EventRecord, LogRecord
+from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.runner import (
     SAGA_TABLES,
     data_now,
@@ -119,6 +120,8 @@ class Assigned:
     saga_keys: list[str]  # sorted
     trace_saga: dict[str, str]  # trace id -> saga key, of the traces with stored spans
     links: set[tuple[str, str]]  # (from trace, to trace) of every span link between traces
+    # of each stored span, in Stored.spans order: its saga's index in saga_keys, -1 for none
+    span_saga: np.ndarray
 
     def result(self, stored: Stored) -> AnalysisResult:
         """The identity and membership part of the analysis result."""
@@ -145,14 +148,28 @@ def resolve_stored(stored: Stored, config: SagaConfig) -> Assigned:
     )
     resolution = resolve_traces(traces, stored.logs, stored.events, config)
     found = resolution.trace_saga
-    trace_saga = {
-        t: k for t in pc.unique(stored.spans.column("trace_id")).to_pylist() if (k := found.get(t))
-    }
+    trace_ids = stored.spans.column("trace_id")
+    trace_saga = {t: k for t in pc.unique(trace_ids).to_pylist() if (k := found.get(t))}
     sagas = set(trace_saga.values())
     sagas.update(k for k in resolution.log_saga if k)
     sagas.update(k for k in resolution.event_saga if k)
+    saga_keys = sorted(sagas)
     links = {(t, linked) for t, keys in traces.items() for linked in keys.linked if linked != t}
-    return Assigned(resolution, sorted(sagas), trace_saga, links)
+    return Assigned(
+        resolution, saga_keys, trace_saga, links, _span_saga(trace_ids, trace_saga, saga_keys)
+    )
+
+
+def _span_saga(
+    trace_ids: pa.ChunkedArray, trace_saga: dict[str, str], saga_keys: list[str]
+) -> np.ndarray:
+    """The index in ``saga_keys`` of each span's saga (-1 for none), from its trace id."""
+    keys = pc.index_in(pa.array(trace_saga.values(), pa.string()), pa.array(saga_keys))
+    # the last entry is what a trace with no saga (not among trace_saga's) indexes: -1
+    of_trace = np.append(keys.to_numpy(zero_copy_only=False), -1)
+    at = pc.index_in(trace_ids, value_set=pa.array(list(trace_saga), pa.string()))
+    saga: np.ndarray = of_trace[at.fill_null(-1).to_numpy()]
+    return saga
 
 
 # Fewer sagas than this per process and a process of its own costs more than it saves.
@@ -184,19 +201,43 @@ def _analyse_part(index: int, parts: int) -> dict[str, pa.Table]:
     stored, assigned, config, now = _shared
     resolution = assigned.resolution
     keys = assigned.saga_keys[index::parts]
-    spans = stored.spans
     log_saga, event_saga = resolution.log_saga, resolution.event_saga
     logs, events = stored.logs, stored.events
+    saga_spans, span_traces = _part_spans(stored.spans, assigned, index, parts)
     if parts > 1:
         mine = set(keys)
-        traces = [t for t, k in assigned.trace_saga.items() if k in mine]
-        spans = spans.filter(pc.is_in(spans.column("trace_id"), pa.array(traces, pa.string())))
         chosen = [i for i, k in enumerate(log_saga) if k in mine]
         logs, log_saga = [logs[i] for i in chosen], [log_saga[i] for i in chosen]
         chosen = [i for i, k in enumerate(event_saga) if k in mine]
         events, event_saga = [events[i] for i in chosen], [event_saga[i] for i in chosen]
-    grouped = gather_records(resolution, span_records(spans), logs, log_saga, events, event_saga)
+    grouped = gather_with_spans(
+        resolution, saga_spans, span_traces, logs, log_saga, events, event_saga
+    )
     return saga_tables(*analyze_sagas(grouped, keys, config, now), now)
+
+
+def _part_spans(
+    spans: pa.Table, assigned: Assigned, index: int, parts: int
+) -> tuple[dict[str, list[SpanRecord]], list[str]]:
+    """The span records of the ``index``-th part's sagas, each saga's in span order (see
+    :func:`collector.analysis.core.gather_records`), and the traces they are of.
+
+    Arrow selects, sorts and groups the rows; records are built for this part's only.
+    """
+    saga = assigned.span_saga
+    mask = (saga >= 0) & (saga % parts == index) if parts > 1 else saga >= 0
+    mine = spans.filter(pa.array(mask)).append_column("saga", pa.array(saga[mask]))
+    mine = mine.sort_by([(c, "ascending") for c in ("saga", "start_ns", "trace_id", "span_id")])
+    records = span_records(mine)
+    order = mine.column("saga").to_numpy()
+    bounds = (np.flatnonzero(order[1:] != order[:-1]) + 1).tolist()
+    keys = assigned.saga_keys
+    saga_spans = {
+        keys[order[start]]: records[start:end]
+        for start, end in zip([0, *bounds], [*bounds, len(records)], strict=True)
+        if start < end
+    }
+    return saga_spans, pc.unique(mine.column("trace_id")).to_pylist()
 
 
 def analyse_all(

@@ -111,23 +111,38 @@ def gather_records(
     """
     trace_saga = resolution.trace_saga
     saga_spans: dict[str, list[SpanRecord]] = {}
-    saga_logs: dict[str, list[LogRecord]] = {}
-    saga_events: dict[str, list[EventRecord]] = {}
     # one sort of everything instead of one per saga: record order must not matter, and the
     # per-saga lists below inherit this order
-    spans = sorted(spans, key=_span_order)
+    span_traces: set[str] = set()
+    for span in sorted(spans, key=span_order):
+        key = trace_saga.get(span.trace_id)
+        if key:
+            saga_spans.setdefault(key, []).append(span)
+            span_traces.add(span.trace_id)
+    return gather_with_spans(
+        resolution, saga_spans, span_traces, logs, log_saga, events, event_saga
+    )
+
+
+def gather_with_spans(
+    resolution: Resolution,
+    saga_spans: dict[str, list[SpanRecord]],
+    span_traces: Iterable[str],
+    logs: Sequence[LogRecord],
+    log_saga: Sequence[str],
+    events: Sequence[EventRecord],
+    event_saga: Sequence[str],
+) -> Grouped:
+    """:func:`gather_records`, with the spans already gathered: each saga's in
+    :func:`span_order`, and the traces they are of."""
+    saga_logs: dict[str, list[LogRecord]] = {}
+    saga_events: dict[str, list[EventRecord]] = {}
     order = sorted(range(len(logs)), key=lambda i: _log_order(logs[i]))
     logs = [logs[i] for i in order]
     log_saga = [log_saga[i] for i in order]
     order = sorted(range(len(events)), key=lambda i: _event_order(events[i]))
     events = [events[i] for i in order]
     event_saga = [event_saga[i] for i in order]
-    span_traces: set[str] = set()
-    for span in spans:
-        key = trace_saga.get(span.trace_id)
-        if key:
-            saga_spans.setdefault(key, []).append(span)
-            span_traces.add(span.trace_id)
     for log, key in zip(logs, log_saga, strict=True):
         if key:
             saga_logs.setdefault(key, []).append(log)
@@ -135,6 +150,7 @@ def gather_records(
         if key:
             saga_events.setdefault(key, []).append(event)
 
+    trace_saga = resolution.trace_saga
     result = AnalysisResult(
         identity=resolution.identity,
         trace_saga={t: trace_saga[t] for t in span_traces},
@@ -215,7 +231,8 @@ def analyze_sagas(
     return sagas, all_steps, all_findings
 
 
-def _span_order(span: SpanRecord) -> tuple[int, str, str]:
+def span_order(span: SpanRecord) -> tuple[int, str, str]:
+    """The order of a saga's spans: by start, then trace and span id."""
     return span.start_ns, span.trace_id, span.span_id
 
 
