@@ -24,21 +24,27 @@ def _in_field_order(cls: Any, columns: list[Column]) -> list[Column]:
     return [by_name[f.name] for f in dataclasses.fields(cls)]
 
 
-def _json_values(
-    column: pa.ChunkedArray, loads: Callable[[str], Any], empty: type | None
+def _shared_values(
+    column: pa.ChunkedArray,
+    loads: Callable[[str], Any] | None = None,
+    empty: type | None = None,
 ) -> list[Any]:
-    """Parse a JSON text column, each distinct text once; the records share the results.
+    """A column's values, each distinct value made once and shared by the rows that hold it;
+    with ``loads``, a JSON text column parsed.
 
-    Records treat these values as read-only. Most texts repeat (one resource, one scope,
-    no events, the same attributes from saga to saga), so parsing only the distinct ones
-    is several times faster than parsing every row. With ``empty``, a null or a value of
-    another type becomes an empty value of that type.
+    Records treat these values as read-only. Most JSON texts repeat (one resource, one
+    scope, no events, the same attributes from saga to saga), so parsing only the distinct
+    ones is several times faster than parsing every row; a text column of few distinct
+    values (span names, services) takes less memory and compares faster as shared strings.
+    With ``empty``, a null or a value of another type becomes an empty value of that type.
     """
     encoded = column.combine_chunks().dictionary_encode(null_encoding="encode")
-    parsed = [None if v is None else loads(v) for v in encoded.dictionary.to_pylist()]
+    distinct = encoded.dictionary.to_pylist()
+    if loads is not None:
+        distinct = [None if v is None else loads(v) for v in distinct]
     if empty is not None:
-        parsed = [v if isinstance(v, empty) else empty() for v in parsed]
-    return list(map(parsed.__getitem__, encoded.indices.to_pylist()))
+        distinct = [v if isinstance(v, empty) else empty() for v in distinct]
+    return list(map(distinct.__getitem__, encoded.indices.to_pylist()))
 
 
 def _records(
@@ -61,10 +67,16 @@ def _records(
         if column is None:
             values.append(itertools.repeat(_default(f)))
         elif is_json:
-            values.append(_json_values(column, loads, (empty or {}).get(name)))
+            values.append(_shared_values(column, loads, (empty or {}).get(name)))
+        elif name in _SHARED_TEXT:
+            values.append(_shared_values(column))
         else:
             values.append(column.to_pylist())
     return list(map(cls, *values))
+
+
+# Text columns whose values repeat from row to row: a trace's id, span names, services.
+_SHARED_TEXT = frozenset({"trace_id", "name", "service_name", "status_message"})
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:
