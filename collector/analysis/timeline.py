@@ -19,6 +19,8 @@ from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 SERVER, CLIENT, CONSUMER = 2, 3, 5
 STATUS_ERROR, STATUS_OK = 2, 1
 _RETRY_ATTRIBUTES = ("saga.step.attempt", "retry.attempt", "attempt", "retry", "retry_count")
+# Most spans carry none of a list of attributes: one check of the set says so at once.
+_RETRY_ATTRIBUTE_SET = frozenset(_RETRY_ATTRIBUTES)
 _ORCHESTRATOR_ATTRIBUTES = frozenset(
     {"messaging.masstransit.saga_id", "nservicebus.saga.saga_id", "axon.sagaIdentifier"}
 )
@@ -43,6 +45,8 @@ _SIGNAL_ATTRIBUTES = frozenset(
 _SAGA_TYPE_ATTRIBUTES = ("messaging.masstransit.saga_type", "axon.saga_type", "axon_saga_type")
 _FINAL_STATES = frozenset({"final", "completed", "finalized"})
 _ACTOR_ATTRIBUTES = ("enduser.id", "user.id", "saga.actor")
+_ACTOR_ATTRIBUTE_SET = frozenset(_ACTOR_ATTRIBUTES)
+_DECLARED_ATTRIBUTES = frozenset({"saga.step.type", "saga.compensates"})
 _MESSAGE_TYPE_ATTRIBUTES = ("messaging.message.type", "cloudevents.event_type")
 # operation words of OTel messaging span names: "process billing", "billing receive"
 _MESSAGING_OPERATIONS = frozenset({"process", "receive", "deliver", "settle", "consume"})
@@ -114,6 +118,8 @@ def _name_shape(name: str) -> tuple[str, str]:
 def _failure(span: SpanRecord) -> tuple[bool, str]:
     failed = span.status_code == STATUS_ERROR
     error = span.status_message if failed else ""
+    if not span.events:
+        return failed, error
     for ev in span.events:
         if ev.get("name") == "exception":
             failed = True
@@ -125,6 +131,8 @@ def _failure(span: SpanRecord) -> tuple[bool, str]:
 
 def _attempt(attrs: dict[str, Any]) -> int:
     """1-based attempt number from attempt/retry attributes; 0 when none is carried."""
+    if _RETRY_ATTRIBUTE_SET.isdisjoint(attrs):
+        return 0
     for name in _RETRY_ATTRIBUTES:
         value = attrs.get(name)
         if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -138,6 +146,8 @@ def _attempt(attrs: dict[str, Any]) -> int:
 
 
 def _actor(attrs: dict[str, Any]) -> str:
+    if _ACTOR_ATTRIBUTE_SET.isdisjoint(attrs):
+        return ""
     for name in _ACTOR_ATTRIBUTES:
         value = attrs.get(name)
         if value:
@@ -182,7 +192,7 @@ def _message_type(attrs: dict[str, Any]) -> str:
 def _occurrence(span: SpanRecord, name: str) -> Occurrence:
     failed, error = _failure(span)
     attrs = span.attributes
-    return Occurrence(
+    occ = Occurrence(
         name=name,
         kind="action",
         service=span.service_name,
@@ -193,9 +203,11 @@ def _occurrence(span: SpanRecord, name: str) -> Occurrence:
         actor=_actor(attrs),
         refs=[span.ref],
         attempt_no=_attempt(attrs),
-        declared_type=str(attrs.get("saga.step.type") or ""),
-        declared_compensates=str(attrs.get("saga.compensates") or ""),
     )
+    if not _DECLARED_ATTRIBUTES.isdisjoint(attrs):
+        occ.declared_type = str(attrs.get("saga.step.type") or "")
+        occ.declared_compensates = str(attrs.get("saga.compensates") or "")
+    return occ
 
 
 def _activities(spans: list[SpanRecord]) -> list[tuple[Occurrence, list[SpanRecord]]]:
