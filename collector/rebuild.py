@@ -147,29 +147,20 @@ def resolve_stored(stored: Stored, config: SagaConfig) -> Assigned:
         columns.trace_ids, columns.attributes, columns.conversation_ids, columns.links, config
     )
     resolution = resolve_traces(traces, stored.logs, stored.events, config)
-    found = resolution.trace_saga
-    trace_ids = stored.spans.column("trace_id")
-    trace_saga = {t: k for t in pc.unique(trace_ids).to_pylist() if (k := found.get(t))}
+    # Each distinct trace id of the stored spans once, and where each span's is among them.
+    encoded = stored.spans.column("trace_id").combine_chunks().dictionary_encode()
+    distinct = encoded.dictionary.to_pylist()
+    saga_of_trace = list(map(resolution.trace_saga.get, distinct))
+    trace_saga = {t: k for t, k in zip(distinct, saga_of_trace, strict=True) if k}
     sagas = set(trace_saga.values())
     sagas.update(k for k in resolution.log_saga if k)
     sagas.update(k for k in resolution.event_saga if k)
     saga_keys = sorted(sagas)
     links = {(t, linked) for t, keys in traces.items() for linked in keys.linked if linked != t}
-    return Assigned(
-        resolution, saga_keys, trace_saga, links, _span_saga(trace_ids, trace_saga, saga_keys)
-    )
-
-
-def _span_saga(
-    trace_ids: pa.ChunkedArray, trace_saga: dict[str, str], saga_keys: list[str]
-) -> np.ndarray:
-    """The index in ``saga_keys`` of each span's saga (-1 for none), from its trace id."""
-    keys = pc.index_in(pa.array(trace_saga.values(), pa.string()), pa.array(saga_keys))
-    # the last entry is what a trace with no saga (not among trace_saga's) indexes: -1
-    of_trace = np.append(keys.to_numpy(zero_copy_only=False), -1)
-    at = pc.index_in(trace_ids, value_set=pa.array(list(trace_saga), pa.string()))
-    saga: np.ndarray = of_trace[at.fill_null(-1).to_numpy()]
-    return saga
+    # of each span: its saga's index in saga_keys, -1 for none
+    of_trace = pc.index_in(pa.array(saga_of_trace, pa.string()), pa.array(saga_keys, pa.string()))
+    span_saga = of_trace.fill_null(-1).to_numpy()[encoded.indices.to_numpy()]
+    return Assigned(resolution, saga_keys, trace_saga, links, span_saga)
 
 
 # Fewer sagas than this per process and a process of its own costs more than it saves.
