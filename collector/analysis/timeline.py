@@ -210,12 +210,15 @@ def _occurrence(span: SpanRecord, name: str) -> Occurrence:
     return occ
 
 
-def _activities(spans: list[SpanRecord]) -> list[tuple[Occurrence, list[SpanRecord]]]:
-    """Temporal/durabletask activities: the scheduling span plus its execution attempts."""
+def _activities(
+    spans: Sequence[SpanRecord], shapes: list[str]
+) -> list[tuple[Occurrence, list[SpanRecord]]]:
+    """Temporal/durabletask activities: the scheduling span plus its execution attempts.
+
+    ``shapes`` holds each span's name shape (see :func:`_name_shape`)."""
     schedulers: dict[str, SpanRecord] = {}
     executors: list[SpanRecord] = []
-    for span in spans:
-        shape, _ = _name_shape(span.name)
+    for span, shape in zip(spans, shapes, strict=True):
         if shape == "StartActivity" or (shape == "dt_activity" and span.kind == CLIENT):
             schedulers[span.span_id] = span
         elif shape in ("RunActivity", "dt_activity"):
@@ -316,7 +319,7 @@ def build_timeline(
             if "saga.step" in s.attributes
         ]
     elif has_activities:
-        step_spans = _activities(list(spans))
+        step_spans = _activities(spans, shapes)
     else:
         orchestrator_free = _ORCHESTRATOR_ATTRIBUTES.isdisjoint
         for span, shape in zip(spans, shapes, strict=True):
