@@ -216,7 +216,8 @@ def _part_spans(
     Arrow selects, sorts and groups the rows; records are built for this part's only.
     """
     saga = assigned.span_saga
-    mask = (saga >= 0) & (saga % parts == index) if parts > 1 else saga >= 0
+    # saga i is the (i % parts)-th part's, as keys[index::parts] deals them in _analyse_part
+    mask = (saga >= 0) & (saga % parts == index)
     mine = spans.filter(pa.array(mask)).append_column("saga", pa.array(saga[mask]))
     mine = mine.sort_by([(c, "ascending") for c in ("saga", "start_ns", "trace_id", "span_id")])
     records = span_records(mine)

@@ -118,8 +118,6 @@ def _name_shape(name: str) -> tuple[str, str]:
 def _failure(span: SpanRecord) -> tuple[bool, str]:
     failed = span.status_code == STATUS_ERROR
     error = span.status_message if failed else ""
-    if not span.events:
-        return failed, error
     for ev in span.events:
         if ev.get("name") == "exception":
             failed = True
