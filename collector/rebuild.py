@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import multiprocessing
 import os
@@ -25,11 +26,13 @@ from collector.analysis.identity import Resolution, resolve_traces, trace_keys
 from collector.analysis.model import AnalysisResult
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.runner import (
+    PROGRESS_SQL,
     SAGA_TABLES,
     data_now,
+    insert_sql,
     membership_tables,
+    progress_table,
     saga_tables,
-    store_results,
 )
 from collector.store.records_io import (
     IdentityColumns,
@@ -53,8 +56,10 @@ class RebuildStats:
     processes: int = 1  # the analysis ran in
     load_s: float = 0.0  # reading the store
     identity_s: float = 0.0  # resolving which records make each saga
-    analyse_s: float = 0.0  # building each saga's records, analysing them, making rows
-    store_s: float = 0.0
+    # building each saga's records, analysing them, making rows and inserting them (a chunk
+    # of sagas is inserted while the next are analysed)
+    analyse_s: float = 0.0
+    store_s: float = 0.0  # inserting the findings, and the commit
 
     @property
     def total_s(self) -> float:
@@ -81,7 +86,7 @@ def gc_paused() -> Iterator[None]:
 @dataclass
 class Stored:
     """Everything stored that the analysis reads: the spans' analysed columns (records are
-    built from them part by part), logs with a trace and all events as records, and what
+    built from them chunk by chunk), logs with a trace and all events as records, and what
     the spans say about identity."""
 
     spans: pa.Table
@@ -99,17 +104,19 @@ def load_stored(conn: duckdb.DuckDBPyConnection, config: SagaConfig) -> Stored:
 
     DuckDB selects the spans' identity columns on another cursor while this thread builds
     log and event records: the query runs without the GIL, on the core that would idle.
+    Both read on cursors of their own, whatever result ``conn`` has left unfetched.
     """
-    cursor = conn.cursor()
+    cursor, other = conn.cursor(), conn.cursor()
     try:
         with ThreadPoolExecutor(1) as pool:
-            identity = pool.submit(load_identity_columns, cursor, config.identity_attributes)
-            spans = load_span_table(conn, ANALYSED_SPAN_FIELDS)
-            logs = load_logs(conn, None)
-            events = load_events(conn, None, [])
+            identity = pool.submit(load_identity_columns, other, config.identity_attributes)
+            spans = load_span_table(cursor, ANALYSED_SPAN_FIELDS)
+            logs = load_logs(cursor, None)
+            events = load_events(cursor, None, [])
             return Stored(spans, logs, events, identity.result())
     finally:
         cursor.close()
+        other.close()
 
 
 @dataclass
@@ -165,6 +172,10 @@ def resolve_stored(stored: Stored, config: SagaConfig) -> Assigned:
 
 # Fewer sagas than this per process and a process of its own costs more than it saves.
 MIN_SAGAS_PER_PROCESS = 5_000
+# Each process takes this many chunks in turn, so none waits long for the slowest at the end.
+CHUNKS_PER_PROCESS = 4
+# A chunk's records are all in memory at once: more sagas than this make more chunks.
+MAX_SAGAS_PER_CHUNK = 25_000
 
 
 def default_processes() -> int:
@@ -174,108 +185,146 @@ def default_processes() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
-def parts_for(sagas: int, processes: int) -> int:
-    """Into how many parts, one per process, to deal ``sagas`` out."""
+def processes_for(sagas: int, processes: int) -> int:
+    """How many of ``processes`` to analyse ``sagas`` in: none below one's worth of sagas."""
     return max(1, min(processes, sagas // MIN_SAGAS_PER_PROCESS))
 
 
+def chunk_bounds(sagas: int, processes: int) -> list[tuple[int, int]]:
+    """The chunks to analyse ``sagas`` (sorted by key) in: ranges of their indices, in order."""
+    if not sagas:
+        return []
+    chunks = -(-sagas // MAX_SAGAS_PER_CHUNK)
+    if processes > 1:
+        chunks = max(chunks, processes * CHUNKS_PER_PROCESS)
+    chunks = min(chunks, sagas)
+    return list(itertools.pairwise(sagas * i // chunks for i in range(chunks + 1)))
+
+
+@dataclass
+class _Plan:
+    """Where each chunk's records are, worked out once for all chunks."""
+
+    span_rows: np.ndarray  # the stored spans' rows in order of their saga index
+    span_sagas: np.ndarray  # their saga indices, ascending (-1 first: spans of no saga)
+    log_sagas: np.ndarray  # each log's saga index, -1 for none
+    event_sagas: np.ndarray  # each event's saga index, -1 for none
+
+
+def _plan(assigned: Assigned) -> _Plan:
+    rows = np.argsort(assigned.span_saga, kind="stable")
+    keys = pa.array(assigned.saga_keys, pa.string())
+    resolution = assigned.resolution
+
+    def index(sagas: list[str]) -> np.ndarray:
+        found = pc.index_in(pa.array(sagas, pa.string()), keys)
+        return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False))
+
+    return _Plan(
+        rows, assigned.span_saga[rows], index(resolution.log_saga), index(resolution.event_saga)
+    )
+
+
 # What the forked processes analyse: set just before they start, so each inherits it.
-_shared: tuple[Stored, Assigned, SagaConfig, int] | None = None
+_shared: tuple[Stored, Assigned, SagaConfig, int, _Plan] | None = None
 
 
-def _analyse_part(index: int, parts: int) -> dict[str, pa.Table]:
-    """Analyse every ``parts``-th saga from the ``index``-th: its sagas, steps, findings.
+def _analyse_chunk(first: int, end: int) -> dict[str, pa.Table]:
+    """Analyse the sagas ``saga_keys[first:end]``: their sagas, steps and findings rows,
+    sagas and steps in key order.
 
-    The part builds the records of its own sagas only, from the rows it selects.
+    The chunk builds the records of its own sagas only, from the rows it selects.
     """
     assert _shared is not None
-    stored, assigned, config, now = _shared
+    stored, assigned, config, now, plan = _shared
     resolution = assigned.resolution
-    keys = assigned.saga_keys[index::parts]
-    log_saga, event_saga = resolution.log_saga, resolution.event_saga
-    logs, events = stored.logs, stored.events
-    saga_spans, span_traces = _part_spans(stored.spans, assigned, index, parts)
-    if parts > 1:
-        mine = set(keys)
-        chosen = [i for i, k in enumerate(log_saga) if k in mine]
-        logs, log_saga = [logs[i] for i in chosen], [log_saga[i] for i in chosen]
-        chosen = [i for i, k in enumerate(event_saga) if k in mine]
-        events, event_saga = [events[i] for i in chosen], [event_saga[i] for i in chosen]
+    saga_spans, span_traces = _chunk_spans(stored.spans, assigned, plan, first, end)
+    chosen = np.flatnonzero((plan.log_sagas >= first) & (plan.log_sagas < end)).tolist()
+    logs = [stored.logs[i] for i in chosen]
+    log_saga = [resolution.log_saga[i] for i in chosen]
+    chosen = np.flatnonzero((plan.event_sagas >= first) & (plan.event_sagas < end)).tolist()
+    events = [stored.events[i] for i in chosen]
+    event_saga = [resolution.event_saga[i] for i in chosen]
     grouped = gather_with_spans(
         resolution, saga_spans, span_traces, logs, log_saga, events, event_saga
     )
+    keys = assigned.saga_keys[first:end]
     return saga_tables(*analyze_sagas(grouped, keys, config, now), now)
 
 
-def _part_spans(
-    spans: pa.Table, assigned: Assigned, index: int, parts: int
+def _chunk_spans(
+    spans: pa.Table, assigned: Assigned, plan: _Plan, first: int, end: int
 ) -> tuple[dict[str, list[SpanRecord]], list[str]]:
-    """The span records of the ``index``-th part's sagas, each saga's in span order (see
-    :func:`collector.analysis.core.gather_records`), and the traces they are of.
+    """The span records of the sagas ``saga_keys[first:end]``, each saga's in span order
+    (see :func:`collector.analysis.core.gather_records`), and the traces they are of.
 
-    Arrow selects, sorts and groups the rows; records are built for this part's only.
+    Arrow selects, sorts and groups the rows; records are built for this chunk's only.
     """
-    saga = assigned.span_saga
-    # saga i is the (i % parts)-th part's, as keys[index::parts] deals them in _analyse_part
-    mask = (saga >= 0) & (saga % parts == index)
-    mine = spans.filter(pa.array(mask)).append_column("saga", pa.array(saga[mask]))
+    start, stop = np.searchsorted(plan.span_sagas, [first, end]).tolist()
+    mine = spans.take(pa.array(plan.span_rows[start:stop])).append_column(
+        "saga", pa.array(plan.span_sagas[start:stop])
+    )
     mine = mine.sort_by([(c, "ascending") for c in ("saga", "start_ns", "trace_id", "span_id")])
     records = span_records(mine)
     order = mine.column("saga").to_numpy()
     bounds = (np.flatnonzero(order[1:] != order[:-1]) + 1).tolist()
     keys = assigned.saga_keys
     saga_spans = {
-        keys[order[start]]: records[start:end]
-        for start, end in zip([0, *bounds], [*bounds, len(records)], strict=True)
-        if start < end
+        keys[order[a]]: records[a:b]
+        for a, b in zip([0, *bounds], [*bounds, len(records)], strict=True)
+        if a < b
     }
     return saga_spans, pc.unique(mine.column("trace_id")).to_pylist()
 
 
-def analyse_all(
+def analysed_chunks(
     stored: Stored, assigned: Assigned, config: SagaConfig, now: int, processes: int = 1
-) -> tuple[dict[str, pa.Table], int]:
+) -> Iterator[dict[str, pa.Table]]:
     """Every saga ``assigned`` found, analysed and made into rows, in up to ``processes``
-    processes; also how many processes that took.
+    processes: first which traces, events and identity keys belong to which saga and
+    which traces link (each table in key order), then the ``sagas``, ``steps`` and
+    ``findings`` rows of one chunk of sagas after another, in key order.
 
-    The sagas are dealt out to processes forked from this one, which inherit what was read
-    and build the records of their own sagas only. The rows are the same as one process
-    makes, only in another order.
+    The chunks are dealt out to processes forked from this one, which inherit what was
+    read and build the records of their own sagas only. This one takes each chunk's rows
+    as it comes, in order, and is free to store them meanwhile. The rows are the same as
+    one process makes.
     """
     global _shared
-    parts = parts_for(len(assigned.saga_keys), processes)
-    _shared = (stored, assigned, config, now)
+    keys = assigned.saga_keys
+    processes = processes_for(len(keys), processes)
+    chunks = chunk_bounds(len(keys), processes)
+
+    def membership() -> dict[str, pa.Table]:
+        tables = membership_tables(assigned.result(stored), assigned.links)
+        return {name: table.sort_by(_ORDER[name]) for name, table in tables.items()}
+
+    _shared = (stored, assigned, config, now, _plan(assigned))
     try:
-        if parts == 1:
-            pieces = [_analyse_part(0, 1)]
-        else:
-            fork = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(parts - 1, mp_context=fork) as pool:
-                futures = [pool.submit(_analyse_part, i, parts) for i in range(1, parts)]
-                pieces = [_analyse_part(0, parts)]
-                for i, future in enumerate(futures, start=1):
-                    try:
-                        pieces.append(future.result())
-                    except BrokenProcessPool:
-                        # killed (out of memory, say): its part is analysed here instead
-                        log.warning("a rebuild process stopped; analysing its sagas here")
-                        pieces.append(_analyse_part(i, parts))
+        if processes == 1:
+            yield membership()
+            for first, end in chunks:
+                yield _analyse_chunk(first, end)
+            return
+        fork = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(processes, mp_context=fork) as pool:
+            futures = [pool.submit(_analyse_chunk, first, end) for first, end in chunks]
+            yield membership()  # made while the processes analyse the first chunks
+            for (first, end), future in zip(chunks, futures, strict=True):
+                try:
+                    tables = future.result()
+                except BrokenProcessPool:
+                    # killed (out of memory, say): its chunk is analysed here instead
+                    log.warning("a rebuild process stopped; analysing its sagas here")
+                    tables = _analyse_chunk(first, end)
+                yield tables
     finally:
         _shared = None
-    tables = {
-        name: pa.concat_tables([p[name] for p in pieces], promote_options="default")
-        for name in pieces[0]
-    }
-    tables.update(membership_tables(assigned.result(stored), assigned.links))
-    # DuckDB indexes and writes rows in key order faster: about a sixth of the store's time.
-    tables = {name: table.sort_by(_ORDER[name]) for name, table in tables.items()}
-    return tables, parts
 
 
-# The key each table's rows are stored in order of.
+# The key the rows of each table not stored chunk by chunk are sorted by (a chunk's sagas
+# and steps come in key order).
 _ORDER = {
-    "sagas": "saga_key",
-    "steps": [("saga_key", "ascending"), ("seq", "ascending")],
     "findings": "finding_id",
     "saga_traces": "trace_id",
     "saga_events": "event_key",
@@ -306,23 +355,41 @@ def rebuild(
         assigned = resolve_stored(stored, config)
         resolved = time.perf_counter()
         stats.identity_s = resolved - loaded
+        stats.sagas = len(assigned.saga_keys)  # each makes one row of ``sagas``
         if processes is None:
             processes = default_processes()
-        tables, stats.processes = analyse_all(stored, assigned, config, now, processes)
-        del stored, assigned
-        analysed = time.perf_counter()
-        stats.analyse_s = analysed - resolved
-    stats.sagas = tables["sagas"].num_rows
-    # Everything stored is analysed: a collector opening this file has no backlog.
-    progress = (last_ingested_ns(conn) + 1, "")
-    conn.execute("BEGIN")
-    try:
-        for table in SAGA_TABLES:
-            conn.execute(f"DELETE FROM {table}")
-        store_results(conn, tables, set(), progress)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        stats.processes = processes_for(stats.sagas, processes)
+        # Everything stored is analysed: a collector opening this file has no backlog.
+        _progress = progress_table((last_ingested_ns(conn) + 1, ""))  # PROGRESS_SQL reads it
+        conn.execute("BEGIN")
+        try:
+            for name in SAGA_TABLES:
+                conn.execute(f"DELETE FROM {name}")
+            # Each chunk's rows are stored as they come, while the next are analysed; its
+            # sagas and steps come in key order, in which DuckDB indexes and writes them
+            # fastest (a fifth of the time in random order). Findings are keyed by a hash:
+            # they are sorted once, at the end.
+            findings = []
+            for tables in analysed_chunks(stored, assigned, config, now, processes):
+                if "findings" in tables:
+                    findings.append(tables.pop("findings"))
+                _insert_rows(conn, tables)
+            del stored, assigned
+            analysed = time.perf_counter()
+            stats.analyse_s = analysed - resolved
+            if findings:
+                found = pa.concat_tables(findings, promote_options="default")
+                _insert_rows(conn, {"findings": found.sort_by(_ORDER["findings"])})
+            conn.execute(PROGRESS_SQL)
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
     stats.store_s = time.perf_counter() - analysed
     return stats
+
+
+def _insert_rows(conn: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+    for name, rows in tables.items():
+        if rows.num_rows:
+            conn.execute(insert_sql(name, rows, "rows"))  # DuckDB reads ``rows`` by name

@@ -221,6 +221,27 @@ def membership_tables(result: AnalysisResult, links: set[tuple[str, str]]) -> di
     return tables
 
 
+def insert_sql(name: str, table: pa.Table, source: str) -> str:
+    """The statement inserting ``table``'s rows into the table ``name`` from ``source``, a
+    name DuckDB finds it under. Trace links are no saga's: one may be stored already."""
+    names = ", ".join(table.column_names)
+    conflict = " ON CONFLICT DO NOTHING" if name == "trace_links" else ""
+    return f"INSERT INTO {name} ({names}) SELECT {names} FROM {source}{conflict}"
+
+
+# Records that the backlog is analysed up to the one row of ``_progress``, a local of the
+# function that runs it (see :func:`progress_table`), read by name.
+PROGRESS_SQL = (
+    "UPDATE analysis_progress SET ingested_ns = p.ns, record = p.record "
+    "FROM _progress p WHERE id = 1"
+)
+
+
+def progress_table(progress: Progress) -> pa.Table:
+    """``progress`` as the one-row table :data:`PROGRESS_SQL` reads."""
+    return pa.table({"ns": pa.array([progress[0]], pa.int64()), "record": [progress[1]]})
+
+
 # Tables that belong to sagas: a pass replaces the rows of every saga it touched.
 SAGA_TABLES = ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity")
 
@@ -291,11 +312,8 @@ def store_results(
     statements = []
     if progress is not None:
         # With ``progress``, the pass counts as done exactly when its results are stored.
-        _progress = pa.table({"ns": pa.array([progress[0]], pa.int64()), "record": [progress[1]]})
-        statements.append(
-            "UPDATE analysis_progress SET ingested_ns = p.ns, record = p.record "
-            "FROM _progress p WHERE id = 1"
-        )
+        _progress = progress_table(progress)
+        statements.append(PROGRESS_SQL)
     # This also drops the old membership rows of records whose saga changed key: gather
     # put every saga owning a membership row of this pass's traces, events or identity
     # keys into ``old_sagas``.
@@ -305,13 +323,9 @@ def store_results(
             f"DELETE FROM {table} WHERE saga_key IN (SELECT saga_key FROM _stale)"
             for table in SAGA_TABLES
         ]
-    for name, table in new.items():
-        if table.num_rows:
-            names = ", ".join(table.column_names)
-            conflict = " ON CONFLICT DO NOTHING" if name == "trace_links" else ""
-            statements.append(
-                f"INSERT INTO {name} ({names}) SELECT {names} FROM _new_{name}{conflict}"
-            )
+    statements += [
+        insert_sql(name, table, f"_new_{name}") for name, table in new.items() if table.num_rows
+    ]
     if statements:
         conn.execute(";\n".join(statements))
 

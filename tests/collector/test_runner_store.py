@@ -482,13 +482,13 @@ def test_a_rebuild_finds_what_analysing_every_record_at_once_finds(tmp_path: Pat
 
 
 _PARENT = os.getpid()
-_analyse_part = rebuild_module._analyse_part
+_analyse_chunk = rebuild_module._analyse_chunk
 
 
-def _dying_part(index: int, parts: int) -> dict[str, object]:
+def _dying_chunk(first: int, end: int) -> dict[str, object]:
     if os.getpid() != _PARENT:
         os._exit(9)  # as a process the kernel killed for memory
-    return _analyse_part(index, parts)
+    return _analyse_chunk(first, end)
 
 
 def test_a_rebuild_analyses_here_what_a_killed_process_did_not(
@@ -497,7 +497,7 @@ def test_a_rebuild_analyses_here_what_a_killed_process_did_not(
     path = tmp_path / "killed.duckdb"
     _store_population(path, 60)
     monkeypatch.setattr(rebuild_module, "MIN_SAGAS_PER_PROCESS", 1)
-    monkeypatch.setattr(rebuild_module, "_analyse_part", _dying_part)
+    monkeypatch.setattr(rebuild_module, "_analyse_chunk", _dying_chunk)
     conn = duckdb.connect(str(path))
     stats = rebuild(conn, SagaConfig.from_dict(combined_config()), processes=2)
     assert stats.sagas == 60
@@ -506,14 +506,55 @@ def test_a_rebuild_analyses_here_what_a_killed_process_did_not(
     assert "a rebuild process stopped" in caplog.text
 
 
+def test_a_rebuild_that_fails_midway_leaves_what_was_stored_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "midway.duckdb"
+    _store_population(path, 60)
+    config = SagaConfig.from_dict(combined_config())
+    conn = duckdb.connect(str(path))
+    rebuild(conn, config, processes=1)
+    before = _all_saga_rows(conn)
+    progress = load_progress(conn)
+    # Six chunks, stored one by one: the third fails after two were inserted.
+    monkeypatch.setattr(rebuild_module, "MAX_SAGAS_PER_CHUNK", 10)
+    analysed: list[int] = []
+
+    def failing(first: int, end: int) -> dict[str, object]:
+        analysed.append(first)
+        if len(analysed) == 3:
+            raise RuntimeError("analysis failed")
+        return _analyse_chunk(first, end)
+
+    monkeypatch.setattr(rebuild_module, "_analyse_chunk", failing)
+    with pytest.raises(RuntimeError, match="analysis failed"):
+        rebuild(conn, config, processes=1)
+    assert len(analysed) == 3
+    assert _all_saga_rows(conn) == before
+    assert load_progress(conn) == progress
+    conn.close()
+
+
 def test_a_rebuild_forks_only_for_parts_worth_a_process() -> None:
     # Forking costs more than a few sagas take: no part is smaller than the minimum.
     least = rebuild_module.MIN_SAGAS_PER_PROCESS
-    assert rebuild_module.parts_for(30, 4) == 1
-    assert rebuild_module.parts_for(2 * least - 1, 4) == 1
-    assert rebuild_module.parts_for(2 * least, 4) == 2
-    assert rebuild_module.parts_for(100 * least, 4) == 4
-    assert rebuild_module.parts_for(100 * least, 1) == 1
+    assert rebuild_module.processes_for(30, 4) == 1
+    assert rebuild_module.processes_for(2 * least - 1, 4) == 1
+    assert rebuild_module.processes_for(2 * least, 4) == 2
+    assert rebuild_module.processes_for(100 * least, 4) == 4
+    assert rebuild_module.processes_for(100 * least, 1) == 1
+
+
+@pytest.mark.parametrize("sagas", [0, 1, 7, 9_999, 100_000, 1_000_003])
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_rebuild_chunks_cover_every_saga_once_in_key_order(sagas: int, processes: int) -> None:
+    chunks = rebuild_module.chunk_bounds(sagas, processes)
+    assert [i for first, end in chunks for i in range(first, end)] == list(range(sagas))
+    assert all(end - first <= rebuild_module.MAX_SAGAS_PER_CHUNK for first, end in chunks)
+    assert all(first < end for first, end in chunks)
+    if processes > 1 and sagas >= processes * rebuild_module.CHUNKS_PER_PROCESS:
+        # enough chunks that no process waits long for the last one of another
+        assert len(chunks) >= processes * rebuild_module.CHUNKS_PER_PROCESS
 
 
 def test_an_older_store_counts_what_it_holds_as_analysed(tmp_path: Path) -> None:

@@ -162,36 +162,53 @@ def _download(dashboard: str, path: str, ready: str, button: str) -> bytes:
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         console: list[str] = []  # what the page logged, shown when no download comes
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        try:
+        idle = page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")
+        target = page.get_by_role("button", name=button)
+
+        def open_page() -> None:
             page.goto(dashboard + path)
             expect(page.get_by_text(ready).first).to_be_visible(timeout=15_000)
             # Click once the page's script run has finished, as a person does: a click that
             # lands while a rerun replaces the button is lost.
-            idle = page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")
             expect(idle).to_have_count(1, timeout=15_000)
-            # A click can still be lost to the framework: the button's request for its file
-            # races the rerun the click starts. A person clicks again; so does this test, once,
-            # and says what the first click showed.
-            first = ""
-            for attempt in range(2):
+
+        def shown() -> list[str]:
+            return page.locator(
+                "[data-testid='stException'], [data-testid='stToast'], "
+                "[data-testid='stDownloadButtonError'], [data-testid='stStatusWidget'], "
+                "[role='dialog']"
+            ).all_inner_texts()
+
+        try:
+            open_page()
+            # What gets in the way of a person, who then clicks again or reloads, and so does
+            # this test, three times at most, saying each time what it saw: a click lost to the
+            # rerun it starts (the button's request for its file races it), or the page's
+            # connection to the dashboard lost on a loaded machine, which disables every widget
+            # until it comes back.
+            tries: list[str] = []
+            while True:
                 try:
-                    with page.expect_download(timeout=20_000) as download:
-                        page.get_by_role("button", name=button).click()
-                    break
-                except PlaywrightTimeout as e:
-                    shown = page.locator(
-                        "[data-testid='stException'], [data-testid='stToast'], "
-                        "[data-testid='stDownloadButtonError']"
-                    ).all_inner_texts()
-                    if attempt == 0:
-                        first = f"the first click showed {shown!r}; "
-                        expect(idle).to_have_count(1, timeout=15_000)
-                        continue
+                    expect(target).to_be_enabled(timeout=15_000)
+                except AssertionError:
+                    tries.append(f"the button stayed disabled, the page showed {shown()!r}")
+                else:
+                    try:
+                        with page.expect_download(timeout=20_000) as download:
+                            target.click(timeout=5_000)
+                        break
+                    except PlaywrightTimeout:
+                        tries.append(f"a click brought no download, the page showed {shown()!r}")
+                if len(tries) == 3:
                     log = _UP_LOG[0].read_text(errors="replace")[-4000:] if _UP_LOG else ""
                     raise AssertionError(
-                        f"no download after two clicks; {first}the page shows {shown!r}; "
-                        f"its console: {console[-20:]!r}; log:\n{log}"
-                    ) from e
+                        f"no download: {'; '.join(tries)}; its console: {console[-20:]!r}; "
+                        f"log:\n{log}"
+                    )
+                if tries[-1].startswith("the button stayed disabled"):
+                    open_page()
+                else:
+                    expect(idle).to_have_count(1, timeout=15_000)
             return Path(download.value.path()).read_bytes()
         finally:
             browser.close()
