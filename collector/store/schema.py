@@ -217,6 +217,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ), '';
         """,
     ),
+    (
+        6,
+        # The analysis alone writes these tables, replacing a saga's rows whole, so its keys
+        # are unique without a constraint; and every read joins them on a list of keys,
+        # which DuckDB hashes whatever index there is. Keeping the indexes cost each pass
+        # an index lookup per row inserted, and a full rebuild half its store time.
+        # trace_links keeps its key: its rows are no saga's and are inserted once each.
+        "analysis tables without primary keys and indexes",
+        "DROP INDEX steps_saga;\nDROP INDEX findings_saga;\n"
+        + "".join(
+            f"CREATE TABLE {t}_v6 AS SELECT * FROM {t};\n"
+            f"DROP TABLE {t};\n"
+            f"ALTER TABLE {t}_v6 RENAME TO {t};\n"
+            for t in ("sagas", "findings", "saga_traces", "saga_events", "saga_identity")
+        ),
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

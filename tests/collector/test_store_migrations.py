@@ -82,3 +82,40 @@ def test_read_only_store_of_another_version_is_explained(tmp_path: Path) -> None
     with pytest.raises(SourceError, match="older sagalens"):
         DbSource(str(old))
     assert DbSource(str(current)).list_sagas({})["total"] == 0
+
+
+def test_analysis_tables_keep_their_rows_and_columns_without_keys(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "v5.duckdb"))
+    assert migrate(conn, upto=5) == 5
+    tables = ("sagas", "steps", "findings", "saga_traces", "saga_events", "saga_identity")
+    conn.execute(
+        "INSERT INTO sagas (saga_key, status, services) VALUES ('a', 'completed', ['pay']);"
+        "INSERT INTO steps (saga_key, seq, name, records) VALUES ('a', 0, 'charge', ['span:1']);"
+        "INSERT INTO findings (finding_id, saga_key, details) VALUES ('f1', 'a', '{\"x\": 1}');"
+        "INSERT INTO saga_traces VALUES ('t1', 'a');"
+        "INSERT INTO saga_events VALUES ('e1', 'a');"
+        "INSERT INTO saga_identity VALUES ('saga.id:a', 'a');"
+        "INSERT INTO trace_links VALUES ('t1', 't2')"
+    )
+
+    def shape() -> dict[str, object]:
+        return {
+            t: (
+                [c[:2] for c in conn.execute(f"DESCRIBE {t}").fetchall()],  # name and type
+                conn.execute(f"FROM {t}").fetchall(),
+            )
+            for t in tables
+        }
+
+    before = shape()
+    assert migrate(conn) == LATEST_VERSION
+    assert shape() == before
+    keyed = conn.execute(
+        "SELECT DISTINCT table_name FROM duckdb_constraints() "
+        "WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
+    ).fetchall()
+    assert not {t for (t,) in keyed} & set(tables)
+    assert conn.execute("SELECT count(*) FROM duckdb_indexes()").fetchall() == [(0,)]
+    # trace links keep theirs: a link already stored is not stored twice
+    conn.execute("INSERT INTO trace_links VALUES ('t1', 't2') ON CONFLICT DO NOTHING")
+    assert conn.execute("SELECT count(*) FROM trace_links").fetchall() == [(1,)]
