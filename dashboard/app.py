@@ -2,7 +2,16 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="sagalens", page_icon=":material/troubleshoot:", layout="wide")
+# The tab's icon, inline: a Material icon as favicon would be fetched from a font CDN, which
+# a dashboard on a closed network cannot reach.
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">'
+    '<circle cx="10" cy="10" r="7" fill="#fff" stroke="#3b5bdb" stroke-width="2.4"/>'
+    '<path d="M15.2 15.2 21 21" stroke="#3b5bdb" stroke-width="3" stroke-linecap="round"/>'
+    '<path d="M5.8 11.6 8.3 8.2l2.4 2.8 3-4.2" fill="none" stroke="#e8590c" stroke-width="1.7"'
+    ' stroke-linecap="round" stroke-linejoin="round"/></svg>'
+)
+st.set_page_config(page_title="sagalens", page_icon=ICON, layout="wide")
 st.navigation(
     [
         st.Page(

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -124,13 +124,21 @@ PAGES = [  # (name, path, texts that must be visible)
 
 
 def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import Request, expect, sync_playwright
 
     dashboard, _ = up
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # Every page works on a closed network: nothing is fetched from another host.
+        elsewhere: list[str] = []
+
+        def note(request: Request) -> None:
+            if urlsplit(request.url).hostname not in (None, "127.0.0.1"):
+                elsewhere.append(request.url)
+
+        page.on("request", note)
         try:
             for name, path, texts in PAGES:
                 page.goto(dashboard + path)
@@ -148,6 +156,10 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
             expect(page.get_by_role("link", name="Overview")).to_be_visible()
             # a product page: no development server's Deploy button
             expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+            assert not elsewhere, f"the pages fetched from other hosts: {elsewhere}"
+            # the tab's icon is the one the dashboard carries
+            icon = page.locator("link[rel='shortcut icon'], link[rel='icon']").first
+            assert icon.get_attribute("href", timeout=5_000).startswith("data:image/svg+xml")
         finally:
             browser.close()
 
