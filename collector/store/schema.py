@@ -219,11 +219,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
     (
         6,
-        # The analysis alone writes these tables, replacing a saga's rows whole, so its keys
-        # are unique without a constraint; and every read joins them on a list of keys,
-        # which DuckDB hashes whatever index there is. Keeping the indexes cost each pass
-        # an index lookup per row inserted, and a full rebuild half its store time.
-        # trace_links keeps its key: its rows are no saga's and are inserted once each.
+        # The analysis alone writes these tables, replacing a saga's rows whole, so their
+        # keys are unique without a constraint. The collector reads them by lists of keys,
+        # which DuckDB joins by hashing whatever index there is; a read of one saga finds
+        # its rows by the zone maps of row groups a rebuild stores in key order. The
+        # indexes cost each analysis pass a lookup per row inserted, and a full rebuild
+        # half its store time. trace_links keeps its key, which its inserts rely on.
         "analysis tables without primary keys and indexes",
         "DROP INDEX steps_saga;\nDROP INDEX findings_saga;\n"
         + "".join(
