@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from collector.analysis.config import SagaConfig
 from collector.analysis.core import ANALYSED_SPAN_FIELDS, analyze_sagas, gather_with_spans
-from collector.analysis.identity import Resolution, resolve_traces, trace_keys
+from collector.analysis.identity import Resolution, resolve_columns
 from collector.analysis.model import AnalysisResult
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.runner import (
@@ -126,7 +126,6 @@ class Assigned:
     resolution: Resolution
     saga_keys: list[str]  # sorted
     trace_saga: dict[str, str]  # trace id -> saga key, of the traces with stored spans
-    links: set[tuple[str, str]]  # (from trace, to trace) of every span link between traces
     # of each stored span, in Stored.spans order: its saga's index in saga_keys, -1 for none
     span_saga: np.ndarray
 
@@ -137,6 +136,7 @@ class Assigned:
             identity=self.resolution.identity,
             trace_saga=self.trace_saga,
             event_saga={e.event_key: k for e, k in event_saga if k},
+            links=self.resolution.links,
         )
 
 
@@ -147,13 +147,18 @@ def resolve_stored(stored: Stored, config: SagaConfig) -> Assigned:
     of the spans that carry any (three in five in the benchmark's population), the spans
     of a trace that say the same folded into one (to one in five); no span record is built
     for it. See :func:`collector.store.records_io.load_identity_columns` and
-    :func:`collector.analysis.identity.resolve_traces`.
+    :func:`collector.analysis.identity.resolve_columns`.
     """
     columns = stored.identity
-    traces = trace_keys(
-        columns.trace_ids, columns.attributes, columns.conversation_ids, columns.links, config
+    resolution = resolve_columns(
+        columns.trace_ids,
+        columns.attributes,
+        columns.conversation_ids,
+        columns.links,
+        stored.logs,
+        stored.events,
+        config,
     )
-    resolution = resolve_traces(traces, stored.logs, stored.events, config)
     # Each distinct trace id of the stored spans once, and where each span's is among them.
     encoded = stored.spans.column("trace_id").combine_chunks().dictionary_encode()
     distinct = encoded.dictionary.to_pylist()
@@ -163,11 +168,10 @@ def resolve_stored(stored: Stored, config: SagaConfig) -> Assigned:
     sagas.update(k for k in resolution.log_saga if k)
     sagas.update(k for k in resolution.event_saga if k)
     saga_keys = sorted(sagas)
-    links = {(t, linked) for t, keys in traces.items() for linked in keys.linked if linked != t}
     # of each span: its saga's index in saga_keys, -1 for none
     of_trace = pc.index_in(pa.array(saga_of_trace, pa.string()), pa.array(saga_keys, pa.string()))
     span_saga = of_trace.fill_null(-1).to_numpy()[encoded.indices.to_numpy()]
-    return Assigned(resolution, saga_keys, trace_saga, links, span_saga)
+    return Assigned(resolution, saga_keys, trace_saga, span_saga)
 
 
 # Fewer sagas than this per process and a process of its own costs more than it saves.
@@ -296,7 +300,7 @@ def analysed_chunks(
     chunks = chunk_bounds(len(keys), processes)
 
     def membership() -> dict[str, pa.Table]:
-        tables = membership_tables(assigned.result(stored), assigned.links)
+        tables = membership_tables(assigned.result(stored))
         return {name: table.sort_by(_ORDER[name]) for name, table in tables.items()}
 
     _shared = (stored, assigned, config, now, _plan(assigned))

@@ -149,7 +149,7 @@ def gather(
     return w
 
 
-def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[str, pa.Table]:
+def result_tables(result: AnalysisResult, now_ns: int) -> dict[str, pa.Table]:
     """The rows a pass stores, as Arrow tables named after their tables (pure).
 
     Built by the analysis thread, so the writer thread, which ingest waits for, only
@@ -157,13 +157,7 @@ def result_tables(work: Working, result: AnalysisResult, now_ns: int) -> dict[st
     keeps the first one of findings that persist.
     """
     tables = saga_tables(result.sagas, result.steps, result.findings, now_ns)
-    links = {
-        (s.trace_id, link["trace_id"])
-        for s in work.spans
-        for link in s.links
-        if link.get("trace_id") and link["trace_id"] != s.trace_id
-    }
-    tables.update(membership_tables(result, links))
+    tables.update(membership_tables(result))
     return tables
 
 
@@ -204,9 +198,8 @@ def saga_tables(
     return tables
 
 
-def membership_tables(result: AnalysisResult, links: set[tuple[str, str]]) -> dict[str, pa.Table]:
-    """Which traces, events and identity keys belong to which saga; which traces link
-    (``links``: from trace, to trace)."""
+def membership_tables(result: AnalysisResult) -> dict[str, pa.Table]:
+    """Which traces, events and identity keys belong to which saga; which traces link."""
     tables: dict[str, pa.Table] = {}
     traces, events = result.trace_saga, result.event_saga
     tables["saga_traces"] = pa.table({"trace_id": list(traces), "saga_key": list(traces.values())})
@@ -214,7 +207,7 @@ def membership_tables(result: AnalysisResult, links: set[tuple[str, str]]) -> di
     tables["saga_identity"] = pa.table(
         {"identity_key": list(result.identity), "saga_key": list(result.identity.values())}
     )
-    ordered = sorted(links)
+    ordered = sorted(result.links)
     tables["trace_links"] = pa.table(
         {"from_trace": [a for a, _ in ordered], "to_trace": [b for _, b in ordered]}
     )
@@ -666,7 +659,7 @@ class AnalysisRunner:
             cur.close()
         now = self.clock()
         result = analyze_working(work, self.config, now, self.learned)
-        tables = result_tables(work, result, now)
+        tables = result_tables(result, now)
         self.collector.writer.run(
             lambda conn: store_results(conn, tables, work.old_sagas, progress)
         ).result()

@@ -155,6 +155,7 @@ def gather_with_spans(
         identity=resolution.identity,
         trace_saga={t: trace_saga[t] for t in span_traces},
         event_saga={e.event_key: k for e, k in zip(events, event_saga, strict=True) if k},
+        links=resolution.links,
     )
     return Grouped(
         result=result,

@@ -190,6 +190,7 @@ class Resolution:
     identity: dict[str, str]  # raw identity key -> saga key
     rule: dict[str, str]  # saga key -> identity rule that produced it
     business: dict[str, set[str]]  # saga key -> {"order.id=42"}
+    links: set[tuple[str, str]]  # (from trace, to trace) of every span link between traces
 
 
 class _Graph:
@@ -233,50 +234,6 @@ class _Graph:
         return parent
 
 
-@dataclass(slots=True)
-class TraceKeys:
-    """What the spans of one trace say about identity: their strong keys (key -> rule
-    priority), business keys ("order.id=42") and the traces their links point to."""
-
-    strong: dict[str, int] = field(default_factory=dict)
-    business: set[str] = field(default_factory=set)
-    linked: set[str] = field(default_factory=set)
-
-
-def trace_keys(
-    trace_ids: Sequence[str],
-    attributes: Sequence[dict[str, Any]],
-    conversation_ids: Sequence[str],
-    links: Sequence[list[dict[str, Any]]],
-    config: SagaConfig,
-) -> dict[str, TraceKeys]:
-    """The identity each trace's spans carry, from the spans' columns (one entry each).
-
-    Only these columns of a span bear on identity, so a caller holding many spans may pass
-    just the ones that carry any (see :func:`resolve_traces`).
-    """
-    out: dict[str, TraceKeys] = {}
-    no_identity = config.identity_attributes.isdisjoint
-    for trace_id, attrs, conversation, span_links in zip(
-        trace_ids, attributes, conversation_ids, links, strict=True
-    ):
-        entry = out.get(trace_id)
-        if entry is None:
-            entry = out[trace_id] = TraceKeys()
-        # most spans (database calls, HTTP clients) carry no identity: one C-level check
-        if conversation or not no_identity(attrs):
-            keys = _span_column_keys(attrs, conversation, config)
-            for prio, key in keys.strong:
-                entry.strong[key] = prio
-            if keys.business:
-                entry.business.add(keys.business)
-        for link in span_links:
-            linked = link.get("trace_id")
-            if linked:
-                entry.linked.add(linked)
-    return out
-
-
 def resolve_identity(
     spans: Sequence[SpanRecord],
     logs: Sequence[LogRecord],
@@ -284,33 +241,38 @@ def resolve_identity(
     config: SagaConfig,
 ) -> Resolution:
     """Merge identity keys over all records and assign each saga its deterministic key."""
-    traces = trace_keys(
+    return resolve_columns(
         [s.trace_id for s in spans],
         [s.attributes for s in spans],
         [s.messaging_conversation_id for s in spans],
         [s.links for s in spans],
+        logs,
+        events,
         config,
     )
-    return resolve_traces(traces, logs, events, config)
 
 
-def resolve_traces(
-    traces: dict[str, TraceKeys],
+def resolve_columns(
+    trace_ids: Sequence[str],
+    attributes: Sequence[dict[str, Any]],
+    conversation_ids: Sequence[str],
+    links: Sequence[list[dict[str, Any]]],
     logs: Sequence[LogRecord],
     events: Sequence[EventRecord],
     config: SagaConfig,
 ) -> Resolution:
-    """:func:`resolve_identity`, with the spans' part already gathered by :func:`trace_keys`.
+    """:func:`resolve_identity`, from the only columns of the spans that bear on identity.
 
-    ``traces`` need hold only the traces whose spans carry identity or links: a trace
-    that none names never belongs to a saga, and one that a link, log or event names gets
-    its node from that.
+    A caller holding many spans may pass just those that carry identity or links: a trace
+    that none of them is of never belongs to a saga, and one that a link, log or event
+    names gets its node from that.
     """
     graph = _Graph()
     trace_node, key_node = graph.traces.__getitem__, graph.keys.__getitem__
     join = graph.edges.extend
     strong: dict[str, int] = {}
     business_of: dict[int, set[str]] = {}
+    trace_links: set[tuple[str, str]] = set()
 
     def absorb(anchor: int, keys: _Keys) -> None:
         for prio, key in keys.strong:
@@ -321,15 +283,19 @@ def resolve_traces(
         if keys.business:
             business_of.setdefault(anchor, set()).add(keys.business)
 
-    for trace_id, found in traces.items():
+    no_identity = config.identity_attributes.isdisjoint
+    for trace_id, attrs, conversation, span_links in zip(
+        trace_ids, attributes, conversation_ids, links, strict=True
+    ):
         node = trace_node(trace_id)
-        for key, prio in found.strong.items():
-            strong[key] = prio
-            join((node, key_node(key)))
-        if found.business:
-            business_of.setdefault(node, set()).update(found.business)
-        for linked in found.linked:
-            join((node, trace_node(linked)))
+        # most spans (database calls, HTTP clients) carry no identity: one C-level check
+        if conversation or not no_identity(attrs):
+            absorb(node, _span_column_keys(attrs, conversation, config))
+        for link in span_links:
+            linked = link.get("trace_id")
+            if linked and linked != trace_id:
+                join((node, trace_node(linked)))
+                trace_links.add((trace_id, linked))
 
     log_anchor: list[int] = []
     for log in logs:
@@ -389,4 +355,5 @@ def resolve_traces(
         identity=identity,
         rule=rule,
         business=business,
+        links=trace_links,
     )

@@ -103,3 +103,5 @@ class AnalysisResult:
     event_saga: dict[str, str] = field(default_factory=dict)
     # raw identity key (see identity_keys()) -> saga key it was merged into
     identity: dict[str, str] = field(default_factory=dict)
+    # (from trace, to trace) of every span link between two traces of the records
+    links: set[tuple[str, str]] = field(default_factory=set)

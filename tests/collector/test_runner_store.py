@@ -163,7 +163,7 @@ def _analyse_pass(
     finally:
         cur.close()
     result = analyze_working(work, config, now_ns)
-    tables = result_tables(work, result, now_ns)
+    tables = result_tables(result, now_ns)
     writer.run(lambda conn: store_results(conn, tables, work.old_sagas)).result(10)
 
 
@@ -277,7 +277,7 @@ def test_a_pass_records_its_progress_with_its_results(tmp_path: Path) -> None:
         (pending,) = next_backlog(cur, (1, ""), limit=10)
         work = gather(cur, {pending[1]}, set(), config)
         result = analyze_working(work, config, 10_000)
-        tables = result_tables(work, result, 10_000)
+        tables = result_tables(result, 10_000)
         writer.run(lambda conn: store_results(conn, tables, work.old_sagas, pending)).result(10)
         assert load_progress(cur) == pending
         assert next_backlog(cur, load_progress(cur), limit=10) == []
@@ -355,7 +355,7 @@ def test_a_rebuild_finds_what_incremental_passes_find(tmp_path: Path) -> None:
         events = {i.removeprefix(EVENT_PREFIX) for _, i in pending if i.startswith(EVENT_PREFIX)}
         work = gather(cur, traces, events, config)
         cur.close()
-        tables = result_tables(work, analyze_working(work, config, 10_000), 10_000)
+        tables = result_tables(analyze_working(work, config, 10_000), 10_000)
         writer.run(lambda conn: store_results(conn, tables, work.old_sagas)).result(10)
         incremental = _saga_rows(writer.cursor())
     finally:
@@ -470,7 +470,7 @@ def test_a_rebuild_finds_what_analysing_every_record_at_once_finds(tmp_path: Pat
     )
     for table in (*SAGA_TABLES, "trace_links"):
         conn.execute(f"DELETE FROM {table}")
-    store_results(conn, result_tables(work, analyze_working(work, config, now), now), set())
+    store_results(conn, result_tables(analyze_working(work, config, now), now), set())
     assert _all_saga_rows(conn) == rebuilt
     conn.close()
     traces = {t for (t, _) in rebuilt["saga_traces"]}
@@ -680,7 +680,7 @@ def test_result_tables_name_each_steps_successor_and_each_records_saga() -> None
     config = SagaConfig.from_dict(combined_config())
     work = Working(spans=pop.spans, logs=pop.logs, events=pop.events)
     result = analyze_working(work, config, pop.now_ns)
-    tables = result_tables(work, result, pop.now_ns)
+    tables = result_tables(result, pop.now_ns)
     name = {(s.saga_key, s.seq): s.name for s in result.steps}
     steps = tables["steps"].to_pylist()
     assert len(steps) == len(result.steps) > 24
