@@ -263,9 +263,9 @@ def resolve_columns(
 ) -> Resolution:
     """:func:`resolve_identity`, from the only columns of the spans that bear on identity.
 
-    A caller holding many spans may pass just those that carry identity or links: a trace
-    that none of them is of never belongs to a saga, and one that a link, log or event
-    names gets its node from that.
+    A caller holding many spans may pass just those that carry identity or links: the
+    other spans cannot put their trace in a saga, and a trace that only a link, log or
+    event names gets its node from that.
     """
     graph = _Graph()
     trace_node, key_node = graph.traces.__getitem__, graph.keys.__getitem__
