@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,13 @@ import duckdb
 import pyarrow as pa
 
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
-from collector.store.columns import EVENT_COLUMNS, LOG_COLUMNS, SPAN_COLUMNS, from_json
+from collector.store.columns import (
+    EVENT_COLUMNS,
+    LOG_COLUMNS,
+    SPAN_COLUMNS,
+    from_json,
+    from_json_exact,
+)
 
 Column = tuple[str, Any, bool]  # (column, arrow type, stored as JSON text)
 
@@ -171,20 +176,27 @@ def _pointer(name: str) -> str:
 
 
 # The identity attributes a span carries, as a JSON object of those alone, and the traces
-# its links point to; DISTINCT folds the spans of a trace that carry the same.
+# its links point to; DISTINCT folds the spans of a trace that carry the same. Each span's
+# attributes are parsed once: the pointers find the names it has, or none (most spans).
 _IDENTITY_SQL = """
 SELECT DISTINCT
     trace_id,
     '{' || array_to_string(
         [to_json(pair[1]) || ':' || pair[2]
-         FOR pair IN list_zip($names, json_extract(attributes, $pointers))
-         IF pair[2] IS NOT NULL],
+         FOR pair IN list_zip($names, found) IF pair[2] IS NOT NULL],
         ',') || '}' AS attributes,
     messaging_conversation_id,
-    json_extract_string(links, '$[*].trace_id') AS linked
-FROM spans
-WHERE trace_id <> '' AND (messaging_conversation_id <> ''
-    OR json_array_length(links) > 0 OR list_has_any(json_keys(attributes), $names))
+    linked
+FROM (
+    SELECT
+        trace_id,
+        messaging_conversation_id,
+        json_extract(attributes, $pointers) AS found,
+        CASE WHEN links <> '[]' THEN json_extract_string(links, '$[*].trace_id') END AS linked
+    FROM spans
+    WHERE trace_id <> ''
+)
+WHERE messaging_conversation_id <> '' OR len(linked) > 0 OR list_count(found) > 0
 """
 
 
@@ -228,5 +240,5 @@ def load_events(
             "OR trace_id IN (SELECT unnest($ids))",
             {"keys": event_keys, "ids": trace_ids},
         )
-    # Event payloads are any JSON, integers of any size included: the standard parser keeps them.
-    return _records(EventRecord, _EVENT_FIELDS, table, json.loads, _EVENT_EMPTY)
+    # Event payloads are any JSON, integers of any size included.
+    return _records(EventRecord, _EVENT_FIELDS, table, from_json_exact, _EVENT_EMPTY)

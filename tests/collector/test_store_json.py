@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector.store.columns import from_json, to_json
+from collector.store.columns import from_json, from_json_exact, to_json
 
 STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
@@ -44,3 +44,31 @@ def test_non_finite_doubles_become_strings_not_null() -> None:
 )
 def test_what_orjson_refuses_goes_the_standard_way(value: Any, expected: Any) -> None:
     assert json.loads(to_json(value)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"order":{"id":"o-1","amount":12.5,"items":[1,2,3]},"ok":true,"note":null}',
+        '{"huge":123456789012345678901234567890,"neg":-9223372036854775809}',
+        '{"max_u64":18446744073709551615,"over":18446744073709551616}',
+        '{"digits":"12345678901234567890","pi":3.14159265358979323846}',
+        '{"nan":NaN,"inf":Infinity,"big_exp":1e400}',
+        '"\\ud800"',
+        '{"a":1,"a":2}',
+        "[]",
+    ],
+)
+def test_exact_parse_reads_any_payload_as_the_standard_library(text: str) -> None:
+    value, expected = from_json_exact(text), json.loads(text)
+    # repr tells 1 from 1.0 and nan from nan, where == would not
+    assert repr(value) == repr(expected)
+    assert [type(v) for v in _leaves(value)] == [type(v) for v in _leaves(expected)]
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
