@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
@@ -361,7 +362,12 @@ def next_backlog(
 
 
 def _fields(cls: Any, items: list[Any]) -> dict[str, list[Any]]:
-    return {f.name: [getattr(x, f.name) for x in items] for f in dataclasses.fields(cls)}
+    # One C-level getter per item and a transpose, rather than a getattr per cell.
+    names = [f.name for f in dataclasses.fields(cls)]
+    if not items:
+        return {name: [] for name in names}
+    columns = zip(*map(operator.attrgetter(*names), items), strict=True)
+    return dict(zip(names, map(list, columns), strict=True))
 
 
 def analyze_working(
