@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import operator
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from collector.analysis.identity import identity_keys
 from collector.analysis.model import AnalysisResult, Finding, Saga, Step
 from collector.analysis.stats import TERMINAL_SHARE, LearnedStats, TransitionStats
 from collector.normalize.records import EventRecord, LogRecord, SpanRecord
-from collector.store.columns import to_json
+from collector.store.columns import attribute_columns, to_json
 from collector.store.queries import Progress, load_progress
 from collector.store.records_io import load_events, load_logs, load_spans
 
@@ -362,12 +361,8 @@ def next_backlog(
 
 
 def _fields(cls: Any, items: list[Any]) -> dict[str, list[Any]]:
-    # One C-level getter per item and a transpose, rather than a getattr per cell.
     names = [f.name for f in dataclasses.fields(cls)]
-    if not items:
-        return {name: [] for name in names}
-    columns = zip(*map(operator.attrgetter(*names), items), strict=True)
-    return dict(zip(names, map(list, columns), strict=True))
+    return dict(zip(names, map(list, attribute_columns(items, names)), strict=True))
 
 
 def analyze_working(

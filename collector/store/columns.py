@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -198,11 +199,22 @@ def _json_column(values: tuple[Any, ...], sort_keys: bool) -> list[str]:
     return out
 
 
+def attribute_columns(records: Sequence[Any], names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The attributes ``names`` of every record, one tuple per name, in record order.
+
+    One C-level getter per record and a transpose, rather than a getattr per cell.
+    """
+    if not records:
+        return [() for _ in names]
+    get = attrgetter(*names)
+    rows = map(get, records) if len(names) > 1 else ((get(r),) for r in records)
+    return list(zip(*rows, strict=True))
+
+
 def _table(
     records: list[Any], columns: list[tuple[str, pa.DataType, bool]], sort_keys: bool = False
 ) -> pa.Table:
-    # One C-level getter per record and a transpose, rather than a getattr per cell.
-    values = list(zip(*map(attrgetter(*(c[0] for c in columns)), records), strict=True))
+    values = attribute_columns(records, [c[0] for c in columns])
     return _arrow(values, columns, sort_keys)
 
 

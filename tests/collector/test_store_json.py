@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from collector.store.columns import from_json, from_json_exact, to_json
+from collector.store.columns import attribute_columns, from_json, from_json_exact, to_json
 
 STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
@@ -72,3 +73,10 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [leaf for v in value for leaf in _leaves(v)]
     return [value]
+
+
+def test_attribute_columns_transpose_records_by_name() -> None:
+    rows = [SimpleNamespace(a=1, b="x"), SimpleNamespace(a=2, b="y")]
+    assert attribute_columns(rows, ["a", "b"]) == [(1, 2), ("x", "y")]
+    assert attribute_columns(rows, ["b"]) == [("x", "y")]
+    assert attribute_columns([], ["a", "b"]) == [(), ()]
