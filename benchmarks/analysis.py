@@ -26,6 +26,7 @@ import duckdb
 
 from benchmarks.ingest import analysis_health, drive, make_requests, run_collector
 from collector.analysis.config import SagaConfig
+from collector.compiled import describe
 from collector.normalize.records import RecordBatch
 from collector.rebuild import RebuildStats, rebuild
 from collector.store.writer import Writer
@@ -96,6 +97,7 @@ def main() -> None:
         pairs.append((off, on, health))
     costs = [1 - on / off for off, on, _ in pairs]
     print()
+    print(describe())
     print(f"{'measure':<52}{'value':>12}   target")
     rows = [
         (f"full rebuild: read {built.records:,} records (s)", f"{built.load_s:.1f}", ""),

@@ -33,6 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collector.compiled import describe
 from collector.decoding import DECODERS, decode_prepared
 from collector.store.columns import PreparedBatch
 from collector.store.writer import Writer
@@ -343,6 +344,7 @@ def main() -> None:
 
     mib = 1024 * 1024
     print()
+    print(describe())
     print(f"{'measure':<44}{'value':>14}   target")
     rows = [
         ("protobuf parse alone (spans/s)", f"{parse_rate:,.0f}", ""),

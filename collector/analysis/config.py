@@ -39,7 +39,7 @@ class ConfigError(ValueError):
     """The definitions file is malformed; the message names the offending field."""
 
 
-def parse_duration(value: str | int | float) -> int:
+def parse_duration(value: object) -> int:
     """Parse ``"250ms"``, ``"30s"``, ``"5m"``, ``"1h30m"`` (or plain seconds) into nanoseconds."""
     if isinstance(value, bool):
         raise ConfigError(f"not a duration: {value!r}")

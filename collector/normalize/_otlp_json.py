@@ -82,7 +82,7 @@ def decode_logs_json(data: bytes | str) -> RecordBatch:
     return _decode_logs(_load(data))
 
 
-def decode_otlp_json_object(obj: dict[str, Any]) -> RecordBatch:
+def decode_otlp_json_object(obj: object) -> RecordBatch:
     """Decode one parsed OTLP JSON request, traces (``resourceSpans``) or logs (``resourceLogs``)."""
     if not isinstance(obj, dict):
         raise DecodeError(f"an OTLP JSON request must be an object, got {_type_name(obj)}")
