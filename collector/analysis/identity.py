@@ -9,9 +9,7 @@ best rule priority, ties broken lexicographically, so it never depends on record
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,23 +197,42 @@ class _Graph:
 
     ``traces[trace_id]`` and ``keys[key]`` number a node the first time it is named (one
     counter, two maps, so neither needs a prefix); ``edges`` holds the two nodes of each
-    edge in turn. Numbering in C and joining integers afterwards is what makes this fast:
-    a union-find over the names themselves cost three times as long. (scipy's
+    edge in turn. Numbering the names and joining integers afterwards is what makes this
+    fast: a union-find over the names themselves cost three times as long. (scipy's
     ``connected_components`` is no faster on these graphs, and would add 30 MB to the
-    collector, which resolves identity on every analysis pass.)
+    collector, which resolves identity on every analysis pass.) The methods are plain typed
+    code, which the compiled build turns into direct dict calls.
     """
 
-    __slots__ = ("edges", "keys", "traces")
+    __slots__ = ("edges", "keys", "nodes", "traces")
 
     def __init__(self) -> None:
-        numbers = itertools.count()
-        self.traces: defaultdict[str, int] = defaultdict(numbers.__next__)
-        self.keys: defaultdict[str, int] = defaultdict(numbers.__next__)
+        self.nodes = 0
+        self.traces: dict[str, int] = {}
+        self.keys: dict[str, int] = {}
         self.edges: list[int] = []
+
+    def trace(self, trace_id: str) -> int:
+        node = self.traces.get(trace_id)
+        if node is None:
+            node = self.traces[trace_id] = self.nodes
+            self.nodes += 1
+        return node
+
+    def key(self, key: str) -> int:
+        node = self.keys.get(key)
+        if node is None:
+            node = self.keys[key] = self.nodes
+            self.nodes += 1
+        return node
+
+    def join(self, a: int, b: int) -> None:
+        self.edges.append(a)
+        self.edges.append(b)
 
     def components(self) -> list[int]:
         """The component of every node, by node number: the component's smallest node."""
-        parent = list(range(len(self.traces) + len(self.keys)))
+        parent = list(range(self.nodes))
         ends = iter(self.edges)
         for a, b in zip(ends, ends, strict=True):
             # find both roots, halving the paths on the way
@@ -268,8 +285,6 @@ def resolve_columns(
     event names gets its node from that.
     """
     graph = _Graph()
-    trace_node, key_node = graph.traces.__getitem__, graph.keys.__getitem__
-    join = graph.edges.extend
     strong: dict[str, int] = {}
     business_of: dict[int, set[str]] = {}
     trace_links: set[tuple[str, str]] = set()
@@ -277,33 +292,33 @@ def resolve_columns(
     def absorb(anchor: int, keys: _Keys) -> None:
         for prio, key in keys.strong:
             strong[key] = prio
-            join((anchor, key_node(key)))
+            graph.join(anchor, graph.key(key))
         for key in keys.join:
-            join((anchor, key_node(key)))
+            graph.join(anchor, graph.key(key))
         if keys.business:
             business_of.setdefault(anchor, set()).add(keys.business)
 
-    no_identity = config.identity_attributes.isdisjoint
+    identity_attributes = config.identity_attributes
     for trace_id, attrs, conversation, span_links in zip(
         trace_ids, attributes, conversation_ids, links, strict=True
     ):
-        node = trace_node(trace_id)
+        node = graph.trace(trace_id)
         # most spans (database calls, HTTP clients) carry no identity: one C-level check
-        if conversation or not no_identity(attrs):
+        if conversation or not identity_attributes.isdisjoint(attrs):
             absorb(node, _span_column_keys(attrs, conversation, config))
         for link in span_links:
             linked = link.get("trace_id")
             if linked and linked != trace_id:
-                join((node, trace_node(linked)))
+                graph.join(node, graph.trace(linked))
                 trace_links.add((trace_id, linked))
 
     log_anchor: list[int] = []
     for log in logs:
         keys = log_keys(log, config)
         if log.trace_id:
-            anchor = trace_node(log.trace_id)
+            anchor = graph.trace(log.trace_id)
         elif keys.strong:
-            anchor = key_node(keys.strong[0][1])
+            anchor = graph.key(keys.strong[0][1])
         else:
             log_anchor.append(-1)
             continue
@@ -314,11 +329,11 @@ def resolve_columns(
     for event in events:
         keys = event_keys(event, config)
         if event.trace_id:
-            anchor = trace_node(event.trace_id)
+            anchor = graph.trace(event.trace_id)
         elif keys.strong:
-            anchor = key_node(keys.strong[0][1])
+            anchor = graph.key(keys.strong[0][1])
         elif keys.join:
-            anchor = key_node(keys.join[0])
+            anchor = graph.key(keys.join[0])
         else:
             event_anchor.append(-1)
             continue

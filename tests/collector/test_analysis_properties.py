@@ -175,9 +175,9 @@ def test_identity_components_are_the_connected_components(
 ) -> None:
     graph = _Graph()
     for name in range(nodes):
-        graph.keys[f"k{name}"]
+        assert graph.key(f"k{name}") == name  # numbered as first named
     for a, b in pairs:
-        graph.edges.extend((a % nodes, b % nodes))
+        graph.join(a % nodes, b % nodes)
     component = graph.components()
     # reachability by repeated relaxation, the slow and obvious way
     reach = {n: {n} for n in range(nodes)}
