@@ -2,7 +2,7 @@
 
 Everything else about the distribution is in ``pyproject.toml``. The modules below are
 fully typed (mypy strict); mypyc turns them into one extension module, which analyses a
-saga in about two thirds of the time. Set ``SAGALENS_PURE_PYTHON=1`` while installing to
+saga in about half the time. Set ``SAGALENS_PURE_PYTHON=1`` while installing to
 skip it; where no C compiler is at hand the build falls back to plain Python by itself.
 
 An editable install (``pip install -e .``) puts the compiled modules beside their
@@ -20,11 +20,11 @@ from setuptools import setup
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from collector.compiled import COMPILED_MODULES, GROUP
+from collector.compiled import COMPILED_MODULES, GROUP, pure_python_requested
 
 
 def ext_modules() -> list[object]:
-    if os.environ.get("SAGALENS_PURE_PYTHON", "") not in ("", "0"):
+    if pure_python_requested():
         return []
     try:
         from mypyc.build import mypycify

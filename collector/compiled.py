@@ -34,6 +34,11 @@ GROUP = "collector.native"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pure_python_requested() -> bool:
+    """Whether ``SAGALENS_PURE_PYTHON`` asks the build to compile nothing."""
+    return os.environ.get("SAGALENS_PURE_PYTHON", "") not in ("", "0")
+
+
 def _paths(module: str, root: str = _ROOT) -> tuple[str, list[str]]:
     """A module's source file, and the files its compiled form may be in."""
     base = os.path.join(root, *module.split("."))
@@ -53,17 +58,19 @@ def stale(package: str, root: str = _ROOT) -> list[str]:
         if module.rpartition(".")[0] != package:
             continue
         source, built = _paths(module, root)
-        for path in built:
-            # a second's grace: an installer writes a module's files one after another
-            if os.path.exists(path) and os.path.getmtime(source) > os.path.getmtime(path) + 1:
-                found.append(module)
+        # a second's grace: an installer writes a module's files one after another
+        if any(
+            os.path.exists(path) and os.path.getmtime(source) > os.path.getmtime(path) + 1
+            for path in built
+        ):
+            found.append(module)
     return found
 
 
-def warn_if_stale(package: str) -> None:
+def warn_if_stale(package: str, root: str = _ROOT) -> None:
     """Warn that ``package`` runs compiled code older than its source (an editable install
     compiled before the source was changed): the change is not in effect."""
-    modules = stale(package)
+    modules = stale(package, root)
     if modules:
         warnings.warn(
             f"{', '.join(modules)} changed after it was compiled, and the compiled module "

@@ -213,16 +213,16 @@ class _Graph:
         self.edges: list[int] = []
 
     def trace(self, trace_id: str) -> int:
-        node = self.traces.get(trace_id)
-        if node is None:
-            node = self.traces[trace_id] = self.nodes
-            self.nodes += 1
-        return node
+        return self._node(self.traces, trace_id)
 
     def key(self, key: str) -> int:
-        node = self.keys.get(key)
+        return self._node(self.keys, key)
+
+    def _node(self, numbered: dict[str, int], name: str) -> int:
+        """``name``'s node in ``numbered``, given the next number the first time."""
+        node = numbered.get(name)
         if node is None:
-            node = self.keys[key] = self.nodes
+            node = numbered[name] = self.nodes
             self.nodes += 1
         return node
 

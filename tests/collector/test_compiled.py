@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from collector.compiled import COMPILED_MODULES, compiled, describe, stale
+from collector.compiled import (
+    COMPILED_MODULES,
+    compiled,
+    describe,
+    pure_python_requested,
+    stale,
+    warn_if_stale,
+)
 
 
 @pytest.mark.skipif(
-    os.environ.get("SAGALENS_PURE_PYTHON", "") not in ("", "0"),
+    pure_python_requested(),
     reason="installed with SAGALENS_PURE_PYTHON: nothing was compiled",
 )
 def test_install_compiled_every_listed_module() -> None:
@@ -52,3 +59,13 @@ def test_a_source_changed_after_compiling_is_reported_stale(tmp_path: Path) -> N
     built.unlink()
     os.utime(source, (2_000_000, 2_000_000))
     assert stale("collector.analysis", str(tmp_path)) == []
+
+
+def test_a_stale_package_warns_at_import_and_names_the_fix(tmp_path: Path) -> None:
+    source, built = _module_files(tmp_path, "collector.analysis.timeline")
+    os.utime(built, (1_000_000, 1_000_000))
+    os.utime(source, (1_000_000 + 60, 1_000_000 + 60))
+    with pytest.warns(RuntimeWarning, match=r"collector\.analysis\.timeline changed.*pip install"):
+        warn_if_stale("collector.analysis", str(tmp_path))
+    os.utime(source, (1_000_000, 1_000_000))
+    warn_if_stale("collector.analysis", str(tmp_path))  # up to date: no warning (an error here)
