@@ -100,6 +100,9 @@ _I64 = pa.int64()
 _STR = pa.string()
 _U32 = pa.uint32()
 _I8 = pa.int8()
+# JSON text the encoders above wrote, so valid: typed as such, DuckDB stores it in its JSON
+# columns as it is, instead of parsing every value again to check it.
+_JSON = pa.json_()
 
 SPAN_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
     # (column, arrow type, stored as JSON text)
@@ -112,14 +115,14 @@ SPAN_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
     ("end_ns", _I64, False),
     ("status_code", _I8, False),
     ("status_message", _STR, False),
-    ("attributes", _STR, True),
-    ("resource_attributes", _STR, True),
+    ("attributes", _JSON, True),
+    ("resource_attributes", _JSON, True),
     ("service_name", _STR, False),
     ("scope_name", _STR, False),
     ("scope_version", _STR, False),
-    ("scope_attributes", _STR, True),
-    ("events", _STR, True),
-    ("links", _STR, True),
+    ("scope_attributes", _JSON, True),
+    ("events", _JSON, True),
+    ("links", _JSON, True),
     ("trace_state", _STR, False),
     ("flags", _U32, False),
     ("dropped_attributes_count", _U32, False),
@@ -141,9 +144,9 @@ LOG_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
     ("observed_time_ns", _I64, False),
     ("severity_number", _I8, False),
     ("severity_text", _STR, False),
-    ("body", _STR, True),
-    ("attributes", _STR, True),
-    ("resource_attributes", _STR, True),
+    ("body", _JSON, True),
+    ("attributes", _JSON, True),
+    ("resource_attributes", _JSON, True),
     ("service_name", _STR, False),
     ("scope_name", _STR, False),
     ("scope_version", _STR, False),
@@ -166,11 +169,11 @@ EVENT_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
     ("subject", _STR, False),
     ("datacontenttype", _STR, False),
     ("dataschema", _STR, False),
-    ("data", _STR, True),
-    ("extensions", _STR, True),
-    ("headers", _STR, True),
+    ("data", _JSON, True),
+    ("extensions", _JSON, True),
+    ("headers", _JSON, True),
     ("destination", _STR, False),
-    ("destination_details", _STR, True),
+    ("destination_details", _JSON, True),
     ("message_id", _STR, False),
     ("trace_id", _STR, False),
     ("parent_span_id", _STR, False),

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from collector.normalize.records import (
@@ -18,6 +19,7 @@ from collector.normalize.records import (
     finalize_event_key,
     finalize_log_id,
 )
+from collector.store.columns import EVENT_COLUMNS, LOG_COLUMNS, SPAN_COLUMNS, prepare_batch
 from collector.store.writer import Writer, WriteResult
 
 
@@ -182,3 +184,27 @@ def test_a_log_body_is_stored_as_the_value_it_is_even_when_empty(writer: Writer)
         lambda conn: conn.execute("SELECT body FROM logs ORDER BY time_ns").fetchall()
     ).result(10)
     assert [json.loads(body) for (body,) in stored] == bodies
+
+
+def test_json_columns_arrive_typed_as_json_and_read_back_as_json(writer: Writer) -> None:
+    # Typed as JSON on the way in, DuckDB keeps the encoder's text as it is (no second
+    # parse to check it); JSON functions must still read every value.
+    batch = RecordBatch(spans=spans(7, 2), logs=[log(1)], events=[event(1)])
+    prepared = prepare_batch(batch)
+    for table, columns in (
+        (prepared.spans, SPAN_COLUMNS),
+        (prepared.logs, LOG_COLUMNS),
+        (prepared.events, EVENT_COLUMNS),
+    ):
+        assert table is not None
+        json_columns = [name for name, _, is_json in columns if is_json]
+        assert json_columns
+        assert {table.schema.field(name).type for name in json_columns} == {pa.json_()}
+    assert writer.write_blocking(prepared).stored == 4
+    rows = writer.run(
+        lambda conn: conn.execute(
+            "SELECT typeof(attributes), attributes->>'$.\"saga.id\"', "
+            "json_array_length(events) FROM spans ORDER BY span_id"
+        ).fetchall()
+    ).result(10)
+    assert rows == [("JSON", "order-7", 0), ("JSON", "order-7", 0)]
