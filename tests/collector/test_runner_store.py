@@ -694,3 +694,27 @@ def test_result_tables_name_each_steps_successor_and_each_records_saga() -> None
     assert events and traces
     assert dict(zip(*tables["saga_traces"].to_pydict().values(), strict=True)) == traces
     assert dict(zip(*tables["saga_events"].to_pydict().values(), strict=True)) == events
+
+
+def test_a_rebuild_writes_row_groups_as_they_fill_and_puts_the_setting_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "buffer.duckdb"
+    _store_population(path, 30)
+    conn = duckdb.connect(str(path))
+    setting = "SELECT current_setting('write_buffer_row_group_count')"
+    before = conn.execute(setting).fetchone()
+    assert before is not None and before[0] > 1
+    during: list[object] = []
+    insert_rows = rebuild_module._insert_rows
+
+    def watching(c: duckdb.DuckDBPyConnection, tables: dict[str, object]) -> None:
+        row = c.execute(setting).fetchone()
+        during.append(row[0] if row else None)
+        insert_rows(c, tables)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rebuild_module, "_insert_rows", watching)
+    rebuild(conn, SagaConfig.from_dict(combined_config()), processes=1)
+    assert during and set(during) == {1}
+    assert conn.execute(setting).fetchone() == before
+    conn.close()
