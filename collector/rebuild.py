@@ -93,9 +93,10 @@ def _flushing_each_row_group(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
     It buffers five by default, which is more than a rebuild's steps fill (100k sagas make
     about four): all of them were compressed and written in the commit, on one core, after
-    the analysis. Written as they fill, most of that work overlaps the analysis (commit 1.2
-    -> 0.8 s, rebuild 0.5-0.8 s faster in benchmarks/analysis.py). The setting is global,
-    so it is put back after; DuckDB releases before 1.5 have no such buffer.
+    the analysis. Written as they fill, most of that work overlaps the analysis (on the
+    benchmark's population, alternated: commit 1.25 -> 0.75 s, rebuild 0.2-0.8 s faster).
+    The setting is global, so it is put back after; DuckDB 1.4 has no such setting, and
+    then nothing is changed.
     """
     row = conn.execute(
         "SELECT value FROM duckdb_settings() WHERE name = ?", [_WRITE_BUFFER]

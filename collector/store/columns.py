@@ -100,8 +100,9 @@ _I64 = pa.int64()
 _STR = pa.string()
 _U32 = pa.uint32()
 _I8 = pa.int8()
-# JSON text the encoders above wrote, so valid: typed as such, DuckDB stores it in its JSON
-# columns as it is, instead of parsing every value again to check it.
+# JSON columns hold text this module's encoder (to_json) wrote, so valid JSON: typed as
+# such, DuckDB stores it in its JSON columns as it is, instead of parsing every value again
+# to check it.
 _JSON = pa.json_()
 
 SPAN_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
