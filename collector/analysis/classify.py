@@ -69,6 +69,37 @@ class Verdict:
     ledger: Ledger = field(default_factory=Ledger)
     stall: Stall | None = None
 
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        saga_type: str,
+        definition: SagaDefinition | None,
+        status: str,
+        explanation: str,
+        failed_step: str = "",
+        failure_reason: str = "",
+        failure_refs: list[str] | None = None,
+        failed: bool = False,
+        waiting_for: str = "",
+        ended_ns: int = 0,
+        last_progress_ns: int = 0,
+        ledger: Ledger | None = None,
+        stall: Stall | None = None,
+    ) -> None:
+        self.saga_type = saga_type
+        self.definition = definition
+        self.status = status
+        self.explanation = explanation
+        self.failed_step = failed_step
+        self.failure_reason = failure_reason
+        self.failure_refs = [] if failure_refs is None else failure_refs
+        self.failed = failed
+        self.waiting_for = waiting_for
+        self.ended_ns = ended_ns
+        self.last_progress_ns = last_progress_ns
+        self.ledger = Ledger() if ledger is None else ledger
+        self.stall = stall
+
 
 def choose_type(tl: Timeline, config: SagaConfig) -> tuple[str, SagaDefinition | None]:
     """Saga type from saga.name / framework types, else the definition its steps match best."""

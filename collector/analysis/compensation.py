@@ -114,6 +114,23 @@ class Ledger:
     stray: list[Occurrence] = field(default_factory=list)  # undo a step that never ran
     compensations: list[Occurrence] = field(default_factory=list)
 
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        undone: list[tuple[Occurrence, Occurrence]] | None = None,
+        missing: list[Occurrence] | None = None,
+        pending: list[Occurrence] | None = None,
+        failed: list[Occurrence] | None = None,
+        stray: list[Occurrence] | None = None,
+        compensations: list[Occurrence] | None = None,
+    ) -> None:
+        self.undone = [] if undone is None else undone
+        self.missing = [] if missing is None else missing
+        self.pending = [] if pending is None else pending
+        self.failed = [] if failed is None else failed
+        self.stray = [] if stray is None else stray
+        self.compensations = [] if compensations is None else compensations
+
 
 def settle(occurrences: Sequence[Occurrence]) -> Ledger:
     """Match completed compensable actions to the compensations that undid them."""

@@ -47,6 +47,39 @@ class Step:
     actor: str = ""  # user / principal where the records carry one
     records: list[str] = field(default_factory=list)  # record refs: span:..., log:..., event:...
 
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        saga_key: str,
+        seq: int,
+        name: str,
+        step_type: str,
+        service: str,
+        start_ns: int,
+        end_ns: int,
+        outcome: str,
+        attempts: int = 1,
+        compensates: str = "",
+        compensation_inferred: bool = False,
+        error: str = "",
+        actor: str = "",
+        records: list[str] | None = None,
+    ) -> None:
+        self.saga_key = saga_key
+        self.seq = seq
+        self.name = name
+        self.step_type = step_type
+        self.service = service
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.outcome = outcome
+        self.attempts = attempts
+        self.compensates = compensates
+        self.compensation_inferred = compensation_inferred
+        self.error = error
+        self.actor = actor
+        self.records = [] if records is None else records
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -62,6 +95,29 @@ class Finding:
     evidence: list[str] = field(default_factory=list)  # record refs
     detected_ns: int = 0  # the analysis 'now' when first detected
     details: dict[str, Any] = field(default_factory=dict)
+
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        finding_id: str,
+        saga_key: str,
+        kind: str,
+        severity: str,
+        step: str,
+        explanation: str,
+        evidence: list[str] | None = None,
+        detected_ns: int = 0,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.finding_id = finding_id
+        self.saga_key = saga_key
+        self.kind = kind
+        self.severity = severity
+        self.step = step
+        self.explanation = explanation
+        self.evidence = [] if evidence is None else evidence
+        self.detected_ns = detected_ns
+        self.details = {} if details is None else details
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +141,43 @@ class Saga:
     failed_step: str = ""
     waiting_for: str = ""  # for running/stalled sagas: what it waits for
     identity_rule: str = ""  # which identity rule produced the key (saga.id, temporal, ...)
+
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        saga_key: str,
+        saga_type: str,
+        status: str,
+        started_ns: int,
+        ended_ns: int,
+        last_progress_ns: int,
+        explanation: str,
+        services: list[str] | None = None,
+        trace_ids: list[str] | None = None,
+        business_keys: list[str] | None = None,
+        step_count: int = 0,
+        finding_count: int = 0,
+        record_count: int = 0,
+        failed_step: str = "",
+        waiting_for: str = "",
+        identity_rule: str = "",
+    ) -> None:
+        self.saga_key = saga_key
+        self.saga_type = saga_type
+        self.status = status
+        self.started_ns = started_ns
+        self.ended_ns = ended_ns
+        self.last_progress_ns = last_progress_ns
+        self.explanation = explanation
+        self.services = [] if services is None else services
+        self.trace_ids = [] if trace_ids is None else trace_ids
+        self.business_keys = [] if business_keys is None else business_keys
+        self.step_count = step_count
+        self.finding_count = finding_count
+        self.record_count = record_count
+        self.failed_step = failed_step
+        self.waiting_for = waiting_for
+        self.identity_rule = identity_rule
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

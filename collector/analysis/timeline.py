@@ -80,6 +80,51 @@ class Occurrence:
     generic: bool = False
     message_type: str = ""
 
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        service: str,
+        start_ns: int,
+        end_ns: int,
+        outcome: str,
+        error: str = "",
+        actor: str = "",
+        refs: list[str] | None = None,
+        attempts: int = 1,
+        attempt_no: int = 0,
+        declared_type: str = "",
+        declared_compensates: str = "",
+        role: str = "",
+        compensation: str = "",
+        compensates: str = "",
+        targets: tuple[str, ...] = (),
+        inferred: bool = False,
+        generic: bool = False,
+        message_type: str = "",
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.service = service
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.outcome = outcome
+        self.error = error
+        self.actor = actor
+        self.refs = [] if refs is None else refs
+        self.attempts = attempts
+        self.attempt_no = attempt_no
+        self.declared_type = declared_type
+        self.declared_compensates = declared_compensates
+        self.role = role
+        self.compensation = compensation
+        self.compensates = compensates
+        self.targets = targets
+        self.inferred = inferred
+        self.generic = generic
+        self.message_type = message_type
+
 
 @dataclass(slots=True)
 class Timeline:
@@ -95,6 +140,33 @@ class Timeline:
     trace_ids: set[str] = field(default_factory=set)
     first_ns: int = 0
     last_ns: int = 0
+
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        occurrences: list[Occurrence],
+        saga_names: set[str] | None = None,
+        framework_types: set[str] | None = None,
+        completed: bool = False,
+        workflow_failed: str = "",
+        ended: bool = False,
+        completed_ns: int = 0,
+        services: set[str] | None = None,
+        trace_ids: set[str] | None = None,
+        first_ns: int = 0,
+        last_ns: int = 0,
+    ) -> None:
+        self.occurrences = occurrences
+        self.saga_names = set() if saga_names is None else saga_names
+        self.framework_types = set() if framework_types is None else framework_types
+        self.completed = completed
+        self.workflow_failed = workflow_failed
+        self.ended = ended
+        self.completed_ns = completed_ns
+        self.services = set() if services is None else services
+        self.trace_ids = set() if trace_ids is None else trace_ids
+        self.first_ns = first_ns
+        self.last_ns = last_ns
 
 
 # span-name shapes: (kind, payload); cached because names repeat across millions of spans
