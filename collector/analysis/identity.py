@@ -58,6 +58,17 @@ class _Keys:
     join: list[str] = field(default_factory=list)
     business: str = ""  # "order.id=42"
 
+    # Written out, not generated: see SpanRecord.__init__ (collector/normalize/records.py).
+    def __init__(
+        self,
+        strong: list[tuple[int, str]] | None = None,
+        join: list[str] | None = None,
+        business: str = "",
+    ) -> None:
+        self.strong = [] if strong is None else strong
+        self.join = [] if join is None else join
+        self.business = business
+
 
 def _text(value: Any) -> str:
     if value is None or isinstance(value, dict | list):
@@ -251,6 +262,23 @@ class _Graph:
         return parent
 
 
+def _absorb(
+    graph: _Graph,
+    strong: dict[str, int],
+    business_of: dict[int, set[str]],
+    anchor: int,
+    keys: _Keys,
+) -> None:
+    """Join ``anchor`` to each of a record's keys; note its strong keys and business key."""
+    for prio, key in keys.strong:
+        strong[key] = prio
+        graph.join(anchor, graph.key(key))
+    for key in keys.join:
+        graph.join(anchor, graph.key(key))
+    if keys.business:
+        business_of.setdefault(anchor, set()).add(keys.business)
+
+
 def resolve_identity(
     spans: Sequence[SpanRecord],
     logs: Sequence[LogRecord],
@@ -289,15 +317,6 @@ def resolve_columns(
     business_of: dict[int, set[str]] = {}
     trace_links: set[tuple[str, str]] = set()
 
-    def absorb(anchor: int, keys: _Keys) -> None:
-        for prio, key in keys.strong:
-            strong[key] = prio
-            graph.join(anchor, graph.key(key))
-        for key in keys.join:
-            graph.join(anchor, graph.key(key))
-        if keys.business:
-            business_of.setdefault(anchor, set()).add(keys.business)
-
     identity_attributes = config.identity_attributes
     for trace_id, attrs, conversation, span_links in zip(
         trace_ids, attributes, conversation_ids, links, strict=True
@@ -305,7 +324,8 @@ def resolve_columns(
         node = graph.trace(trace_id)
         # most spans (database calls, HTTP clients) carry no identity: one C-level check
         if conversation or not identity_attributes.isdisjoint(attrs):
-            absorb(node, _span_column_keys(attrs, conversation, config))
+            keys = _span_column_keys(attrs, conversation, config)
+            _absorb(graph, strong, business_of, node, keys)
         for link in span_links:
             linked = link.get("trace_id")
             if linked and linked != trace_id:
@@ -322,7 +342,7 @@ def resolve_columns(
         else:
             log_anchor.append(-1)
             continue
-        absorb(anchor, keys)
+        _absorb(graph, strong, business_of, anchor, keys)
         log_anchor.append(anchor)
 
     event_anchor: list[int] = []
@@ -337,7 +357,7 @@ def resolve_columns(
         else:
             event_anchor.append(-1)
             continue
-        absorb(anchor, keys)
+        _absorb(graph, strong, business_of, anchor, keys)
         event_anchor.append(anchor)
 
     component = graph.components()

@@ -142,6 +142,43 @@ class LogRecord:
     dropped_attributes_count: int = 0
     record_id: str = ""  # content hash; filled by finalize_log_id()
 
+    # Written out, not generated: see SpanRecord.__init__.
+    def __init__(
+        self,
+        time_ns: int,
+        observed_time_ns: int = 0,
+        severity_number: int = 0,
+        severity_text: str = "",
+        body: Any = None,
+        attributes: Attributes | None = None,
+        resource_attributes: Attributes | None = None,
+        service_name: str = "",
+        scope_name: str = "",
+        scope_version: str = "",
+        trace_id: str = "",
+        span_id: str = "",
+        flags: int = 0,
+        event_name: str = "",
+        dropped_attributes_count: int = 0,
+        record_id: str = "",
+    ) -> None:
+        self.time_ns = time_ns
+        self.observed_time_ns = observed_time_ns
+        self.severity_number = severity_number
+        self.severity_text = severity_text
+        self.body = body
+        self.attributes = {} if attributes is None else attributes
+        self.resource_attributes = {} if resource_attributes is None else resource_attributes
+        self.service_name = service_name
+        self.scope_name = scope_name
+        self.scope_version = scope_version
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.event_name = event_name
+        self.dropped_attributes_count = dropped_attributes_count
+        self.record_id = record_id
+
     @property
     def ref(self) -> str:
         return f"log:{self.record_id}"
@@ -171,6 +208,49 @@ class EventRecord:
     trace_id: str = ""  # from a W3C traceparent header or extension
     parent_span_id: str = ""
     event_key: str = ""  # dedup key; filled by finalize_event_key()
+
+    # Written out, not generated: see SpanRecord.__init__.
+    def __init__(
+        self,
+        id: str,
+        source: str,
+        type: str,
+        transport: str,
+        specversion: str = "1.0",
+        time_ns: int = 0,
+        received_ns: int = 0,
+        subject: str = "",
+        datacontenttype: str = "",
+        dataschema: str = "",
+        data: Any = None,
+        extensions: Attributes | None = None,
+        headers: Attributes | None = None,
+        destination: str = "",
+        destination_details: Attributes | None = None,
+        message_id: str = "",
+        trace_id: str = "",
+        parent_span_id: str = "",
+        event_key: str = "",
+    ) -> None:
+        self.id = id
+        self.source = source
+        self.type = type
+        self.transport = transport
+        self.specversion = specversion
+        self.time_ns = time_ns
+        self.received_ns = received_ns
+        self.subject = subject
+        self.datacontenttype = datacontenttype
+        self.dataschema = dataschema
+        self.data = data
+        self.extensions = {} if extensions is None else extensions
+        self.headers = {} if headers is None else headers
+        self.destination = destination
+        self.destination_details = {} if destination_details is None else destination_details
+        self.message_id = message_id
+        self.trace_id = trace_id
+        self.parent_span_id = parent_span_id
+        self.event_key = event_key
 
     @property
     def ref(self) -> str:
