@@ -6,7 +6,9 @@ machine's pipeline limit on the same batches: protobuf parse alone, and bulk ins
 into DuckDB; limit = 1 / (1/parse_rate + 1/insert_rate). It also prints the limit with the
 collector's full decode (parse, normalize into records, build Arrow columns) in place of the
 bare parse, which is what a Python decoder can reach, and what the collector's analysis made
-of the run (sagas materialized, traces still waiting, failed passes).
+of the run (sagas materialized, traces still waiting, failed passes), and what inserting
+costs in commits of the size the collector makes under load, alone and while another thread
+of the same process decodes (the two share the GIL).
 
     python benchmarks/ingest.py [--seconds 20] [--senders 8] [--no-analysis]
                                 [--decode-processes N]
@@ -153,6 +155,46 @@ def measure_insert(requests: list[bytes]) -> float:
         stored = sum(f.result().stored for f in futures)
         elapsed = time.perf_counter() - started
         writer.close()
+    return stored / elapsed
+
+
+def measure_grouped_insert(
+    prepared: list[PreparedBatch], bodies: list[bytes], beside_decode: bool
+) -> float:
+    """Commits of three requests each, the group size the collector commits under load;
+    with ``beside_decode``, while another thread of this process decodes ``bodies`` as the
+    collector's receivers do. DuckDB hands the GIL back and forth within every commit, and
+    waits for it each time the decoding thread holds it.
+    """
+    stop = threading.Event()
+
+    def decode_loop() -> None:
+        while not stop.is_set():
+            for body in bodies:
+                if stop.is_set():
+                    return
+                prepare(body)
+
+    decoder = threading.Thread(target=decode_loop, daemon=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = Writer(
+            os.path.join(tmp, "grouped.duckdb"),
+            max_pending_rows=10_000_000,
+            max_group_rows=3 * SPANS_PER_REQUEST,
+        )
+        futures = [writer.submit_prepared(p) for p in prepared]
+        if beside_decode:
+            decoder.start()
+        try:
+            started = time.perf_counter()
+            writer.start()
+            stored = sum(f.result().stored for f in futures)
+            elapsed = time.perf_counter() - started
+        finally:
+            stop.set()
+            if beside_decode:
+                decoder.join()
+            writer.close()
     return stored / elapsed
 
 
@@ -320,6 +362,9 @@ def main() -> None:
     parse_rate = measure_parse(sample)
     decode_rate = measure_decode(sample)
     insert_rate = measure_insert(make_requests(40, offset=10_000_000))
+    grouped = [prepare(b) for b in make_requests(60, offset=11_000_000)]
+    grouped_rate = measure_grouped_insert(grouped, sample, beside_decode=False)
+    grouped_beside_rate = measure_grouped_insert(grouped, sample, beside_decode=True)
     limit = 1 / (1 / parse_rate + 1 / insert_rate)
     decode_limit = 1 / (1 / decode_rate + 1 / insert_rate)
 
@@ -353,6 +398,8 @@ def main() -> None:
         ("protobuf parse alone (spans/s)", f"{parse_rate:,.0f}", ""),
         ("full decode alone: parse, normalize, Arrow", f"{decode_rate:,.0f}", ""),
         ("bulk insert alone into DuckDB (spans/s)", f"{insert_rate:,.0f}", ""),
+        ("insert, 3 requests a commit, alone (spans/s)", f"{grouped_rate:,.0f}", ""),
+        ("the same beside a decoding thread (spans/s)", f"{grouped_beside_rate:,.0f}", ""),
         ("pipeline limit, parse + insert (spans/s)", f"{limit:,.0f}", ""),
         ("limit with the full decode (spans/s)", f"{decode_limit:,.0f}", ""),
         (
