@@ -143,47 +143,35 @@ def measure_decode(requests: list[bytes]) -> float:
     return spans / (time.perf_counter() - started)
 
 
-def measure_insert(requests: list[bytes]) -> float:
-    prepared = [prepare(b) for b in requests]
-    with tempfile.TemporaryDirectory() as tmp:
-        writer = Writer(os.path.join(tmp, "insert.duckdb"), max_pending_rows=10_000_000)
-        # All queued before the writer starts, so it takes them in full groups every run,
-        # as it does under load, rather than however many had arrived when it woke up.
-        futures = [writer.submit_prepared(p) for p in prepared]
-        started = time.perf_counter()
-        writer.start()
-        stored = sum(f.result().stored for f in futures)
-        elapsed = time.perf_counter() - started
-        writer.close()
-    return stored / elapsed
-
-
-def measure_grouped_insert(
-    prepared: list[PreparedBatch], bodies: list[bytes], beside_decode: bool
+def measure_insert(
+    prepared: list[PreparedBatch],
+    max_group_rows: int | None = None,
+    decode_beside: list[bytes] | None = None,
 ) -> float:
-    """Commits of three requests each, the group size the collector commits under load;
-    with ``beside_decode``, while another thread of this process decodes ``bodies`` as the
-    collector's receivers do. DuckDB hands the GIL back and forth within every commit, and
-    waits for it each time the decoding thread holds it.
+    """Spans/s the writer commits ``prepared`` at, in groups of up to ``max_group_rows``
+    (by default the writer's own bound: the bulk insert alone); with ``decode_beside``, while another
+    thread of this process decodes those bodies as the collector's receivers do. DuckDB
+    hands the GIL back and forth within every commit, and waits for it each time the
+    decoding thread holds it.
     """
     stop = threading.Event()
 
-    def decode_loop() -> None:
+    def decode_loop(bodies: list[bytes]) -> None:
         while not stop.is_set():
             for body in bodies:
                 if stop.is_set():
                     return
                 prepare(body)
 
-    decoder = threading.Thread(target=decode_loop, daemon=True)
+    decoder = None
     with tempfile.TemporaryDirectory() as tmp:
-        writer = Writer(
-            os.path.join(tmp, "grouped.duckdb"),
-            max_pending_rows=10_000_000,
-            max_group_rows=3 * SPANS_PER_REQUEST,
-        )
+        group = {} if max_group_rows is None else {"max_group_rows": max_group_rows}
+        writer = Writer(os.path.join(tmp, "insert.duckdb"), max_pending_rows=10_000_000, **group)
+        # All queued before the writer starts, so it takes them in full groups every run,
+        # as it does under load, rather than however many had arrived when it woke up.
         futures = [writer.submit_prepared(p) for p in prepared]
-        if beside_decode:
+        if decode_beside is not None:
+            decoder = threading.Thread(target=decode_loop, args=(decode_beside,), daemon=True)
             decoder.start()
         try:
             started = time.perf_counter()
@@ -192,7 +180,7 @@ def measure_grouped_insert(
             elapsed = time.perf_counter() - started
         finally:
             stop.set()
-            if beside_decode:
+            if decoder is not None:
                 decoder.join()
             writer.close()
     return stored / elapsed
@@ -361,10 +349,11 @@ def main() -> None:
     sample = requests[:40]
     parse_rate = measure_parse(sample)
     decode_rate = measure_decode(sample)
-    insert_rate = measure_insert(make_requests(40, offset=10_000_000))
+    insert_rate = measure_insert([prepare(b) for b in make_requests(40, offset=10_000_000)])
+    # Commits of three requests each, the group size the collector commits under load.
     grouped = [prepare(b) for b in make_requests(60, offset=11_000_000)]
-    grouped_rate = measure_grouped_insert(grouped, sample, beside_decode=False)
-    grouped_beside_rate = measure_grouped_insert(grouped, sample, beside_decode=True)
+    grouped_rate = measure_insert(grouped, 3 * SPANS_PER_REQUEST)
+    grouped_beside_rate = measure_insert(grouped, 3 * SPANS_PER_REQUEST, decode_beside=sample)
     limit = 1 / (1 / parse_rate + 1 / insert_rate)
     decode_limit = 1 / (1 / decode_rate + 1 / insert_rate)
 
