@@ -280,6 +280,13 @@ class _Job:
 
 _STOP = object()
 
+# DuckDB's buffer pool: beyond this it writes blocks out to the file or a temporary file
+# rather than hold them. Ingest keeps about this much cached, so it makes most of the
+# collector's growth under load. 64 MB took 50-70 MB off the peak RSS under the ingest
+# benchmark's overload, at the same throughput, but left queries too little: exporting
+# the report of a 100,000-saga store failed with "Out of Memory" (it runs at 128 MB).
+MEMORY_LIMIT = "128MB"
+
 
 class Writer:
     """Owns the read-write connection; batches requests into group commits."""
@@ -291,7 +298,7 @@ class Writer:
         max_pending_rows: int = 20_000,
         max_group_rows: int = 20_000,
         on_commit: Callable[[CommitInfo], None] | None = None,
-        memory_limit: str = "128MB",
+        memory_limit: str = MEMORY_LIMIT,
         checkpoint_threshold: str = "128MB",
     ) -> None:
         self.path = path
@@ -308,7 +315,7 @@ class Writer:
         self._closed = False
         self._thread: threading.Thread | None = None
         # DuckDB's default cache grows to most of the machine's memory; the collector shares the
-        # host with the services it watches, so keep it small (it spills to disk beyond this).
+        # host with the services it watches, so keep it small (see MEMORY_LIMIT).
         # DuckDB checkpoints once a commit leaves more than checkpoint_threshold of changes,
         # inside that commit. At the default 16 MB that came every 30k spans, and each
         # rewrote the partly filled row groups again: it halved the writer's throughput.

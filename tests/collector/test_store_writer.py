@@ -208,3 +208,34 @@ def test_json_columns_arrive_typed_as_json_and_read_back_as_json(writer: Writer)
         ).fetchall()
     ).result(10)
     assert rows == [("JSON", "order-7", 0), ("JSON", "order-7", 0)]
+
+
+def test_ingest_beyond_the_memory_limit_keeps_the_cache_within_it_and_every_row(
+    tmp_path: Path,
+) -> None:
+    """The buffer pool writes blocks out rather than grow past ``memory_limit``."""
+    path = str(tmp_path / "m.duckdb")
+    w = Writer(path, memory_limit="16MB").start()
+    payload = "x" * 2_000  # 200 traces x 100 spans x 2 KB: about 40 MB, more than the limit
+    try:
+        for trace in range(200):
+            batch = spans(trace, 100)
+            for span in batch:
+                span.attributes["payload"] = f"{span.trace_id}{span.span_id}{payload}"
+            w.write_blocking(RecordBatch(spans=batch))
+        cursor = w.cursor()
+        used = cursor.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+        limit = cursor.execute("SELECT current_setting('memory_limit')").fetchone()
+    finally:
+        w.close()
+    assert limit is not None and limit[0].replace(" ", "") in ("16.0MiB", "15.2MiB")
+    assert used is not None and 0 < used[0] <= 16 * 1024 * 1024
+    reader = Writer(path)
+    try:
+        stored = reader.conn.execute(
+            "SELECT count(*), count(DISTINCT (trace_id, span_id)), "
+            "sum(length(attributes->>'payload')) FROM spans"
+        ).fetchone()
+    finally:
+        reader.conn.close()
+    assert stored == (20_000, 20_000, 20_000 * 2_048)
