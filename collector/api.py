@@ -41,6 +41,19 @@ def _int(params: Any, name: str, default: int) -> int:
         raise QueryError(f"{name} must be an integer, got {raw!r}") from None
 
 
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _flag(params: Any, name: str, default: bool = False) -> bool:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return _FLAGS[str(raw).lower()]
+    except KeyError:
+        raise QueryError(f"{name} must be 1 or 0 (true or false), got {raw!r}") from None
+
+
 def parse_time_ns(raw: str | None, name: str) -> int:
     """Accept integer ns since the epoch or an ISO 8601 time."""
     if not raw:
@@ -73,11 +86,28 @@ def saga_filter_from_params(params: Any) -> SagaFilter:
         to_ns=parse_time_ns(params.get("to"), "to"),
         finding_kind=params.get("finding") or "",
         q=params.get("q") or "",
+        after=params.get("after") or "",
         sort=params.get("sort") or "started",
         descending=(params.get("order") or "desc").lower() != "asc",
         limit=_int(params, "limit", 50),
         offset=_int(params, "offset", 0),
     )
+
+
+def saga_page(reader: Reader, params: Any) -> dict[str, Any]:
+    """One page of ``GET /api/v1/sagas``; with ``details=1`` each saga has its steps and
+    findings too, so a whole period can be read a page at a time."""
+    f = saga_filter_from_params(params)
+    rows, total = reader.list_sagas(f)
+    if _flag(params, "details"):
+        rows = reader.with_details(rows)
+    return {
+        "sagas": rows,
+        "total": total,
+        "limit": f.limit,
+        "offset": f.offset,
+        "pages": math.ceil(total / f.limit) if total else 0,
+    }
 
 
 def expected_flow(config: dict[str, Any], saga_type: str) -> list[dict[str, str]] | None:
@@ -124,19 +154,11 @@ def api_routes(collector: Collector) -> list[Route]:
         return endpoint
 
     def sagas(reader: Reader, request: Request) -> Any:
-        f = saga_filter_from_params(request.query_params)
-        rows, total = reader.list_sagas(f)
-        return {
-            "sagas": rows,
-            "total": total,
-            "limit": f.limit,
-            "offset": f.offset,
-            "pages": math.ceil(total / f.limit) if total else 0,
-        }
+        return saga_page(reader, request.query_params)
 
     def saga(reader: Reader, request: Request) -> Any:
         key = request.path_params["key"]
-        records = request.query_params.get("records", "1") not in ("0", "false")
+        records = _flag(request.query_params, "records", default=True)
         found = reader.get_saga(key, records=records)
         return found if found is not None else error(404, f"no saga with key {key!r}")
 
@@ -145,7 +167,7 @@ def api_routes(collector: Collector) -> list[Route]:
         rows, total = reader.list_findings(
             kind=q.get("kind", ""),
             saga_key=q.get("saga", ""),
-            include_acknowledged=q.get("all", "") in ("1", "true"),
+            include_acknowledged=_flag(q, "all"),
             limit=_int(q, "limit", 100),
             offset=_int(q, "offset", 0),
         )

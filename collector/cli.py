@@ -150,7 +150,7 @@ def _collector_options(fn: Any) -> Any:
             envvar="SAGALENS_ANALYSIS",
             default=True,
             show_default=True,
-            help="Analyse sagas as records arrive.",
+            help="Analyse sagas as records arrive, and sweep open ones for stalls.",
         ),
         click.option(
             "--max-queue-rows",

@@ -7,13 +7,12 @@ Both sources answer the same questions with the same JSON shapes, so the dashboa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any, Protocol
 
 import duckdb
 import httpx
 
-from collector.api import saga_filter_from_params
+from collector.api import saga_filter_from_params, saga_page
 from collector.store.queries import Reader
 from collector.store.schema import readable_problem, stored_version
 
@@ -110,18 +109,27 @@ class ApiSource:
         return dict(self._get(f"/api/v1/flow/{quote(saga_type, safe='')}"))
 
     def iter_sagas(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        offset = 0
+        """Every matching saga with its steps and findings, a page of sagas per request.
+
+        Pages follow a key cursor (``after``), as :meth:`Reader.iter_sagas` does, so sagas
+        the collector stores meanwhile neither repeat nor push others out of the result.
+        """
+        page, after = 500, ""
         while True:
-            page = self.list_sagas(
-                {**params, "limit": 500, "offset": offset, "sort": "key", "order": "asc"}
-            )
-            for row in page["sagas"]:
-                full = self.get_saga(row["saga_key"], records=False)
-                if full is not None:
-                    yield full
-            offset += len(page["sagas"])
-            if not page["sagas"] or offset >= page["total"]:
+            rows = self.list_sagas(
+                {
+                    **params,
+                    "details": 1,
+                    "sort": "key",
+                    "order": "asc",
+                    "limit": page,
+                    "after": after,
+                }
+            )["sagas"]
+            yield from rows
+            if len(rows) < page:
                 return
+            after = rows[-1]["saga_key"]
 
 
 class DbSource:
@@ -161,9 +169,7 @@ class DbSource:
             ) from exc
 
     def list_sagas(self, params: dict[str, Any]) -> dict[str, Any]:
-        f = saga_filter_from_params(_Params(params))
-        rows, total = self.reader.list_sagas(f)
-        return {"sagas": rows, "total": total, "limit": f.limit, "offset": f.offset}
+        return saga_page(self.reader, _Params(params))
 
     def get_saga(self, key: str, records: bool = True) -> dict[str, Any] | None:
         return self.reader.get_saga(key, records=records)
@@ -185,7 +191,7 @@ class DbSource:
 
     def iter_sagas(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         f = saga_filter_from_params(_Params(params))
-        yield from self.reader.iter_sagas(replace(f, limit=50, offset=0))
+        yield from self.reader.iter_sagas(f)
 
 
 class _Params(dict[str, Any]):

@@ -571,7 +571,10 @@ class AnalysisRunner:
                 started = time.monotonic()
                 if self.run_once():
                     self._yield_to_ingest(time.monotonic() - started)
-                if time.monotonic() - self.last_sweep >= settings.sweep_interval_s:
+                # The sweep is analysis too: with analysis off, the stored sagas stay as the
+                # last analysing collector left them.
+                due = time.monotonic() - self.last_sweep >= settings.sweep_interval_s
+                if settings.analysis and due:
                     self.sweep()
             except Exception:
                 self.failures += 1

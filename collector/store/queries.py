@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
@@ -42,6 +42,7 @@ class SagaFilter:
     to_ns: int = 0
     finding_kind: str = ""
     q: str = ""  # substring of the saga key or a business key
+    after: str = ""  # only sagas whose key sorts after this one: a cursor for key-ordered pages
     sort: str = "started"
     descending: bool = True
     limit: int = 50
@@ -86,6 +87,9 @@ def build_saga_where(f: SagaFilter) -> tuple[str, list[Any]]:
             "len(list_filter(business_keys, lambda k: contains(lower(k), lower(?)))) > 0)"
         )
         params.extend([f.q, f.q])
+    if f.after:
+        clauses.append("saga_key > ?")
+        params.append(f.after)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -101,6 +105,10 @@ def build_saga_list(f: SagaFilter) -> tuple[str, list[Any]]:
     sql = f"SELECT * FROM sagas{where} ORDER BY {order} LIMIT ? OFFSET ?"
     return sql, [*params, f.limit, f.offset]
 
+
+# A step as readers see it: the saga's type is on the saga, and the step's successor is the
+# analysis's bookkeeping.
+STEP_COLUMNS = "* EXCLUDE (saga_type, next_step)"
 
 JSON_COLUMNS = {
     "attributes",
@@ -200,31 +208,36 @@ class Reader:
         total = int(self._one(f"SELECT count(*) FROM sagas{where}", wparams) or 0)
         return self._all(sql, params), total
 
-    def iter_sagas(self, f: SagaFilter, page: int = 2000) -> Iterator[dict[str, Any]]:
-        """Every matching saga with its steps and findings, a page at a time."""
-        where, params = build_saga_where(f)
-        last = ""
-        while True:
-            cond = (where + " AND " if where else " WHERE ") + "saga_key > ?"
-            rows = self._all(
-                f"SELECT * FROM sagas{cond} ORDER BY saga_key LIMIT ?", [*params, last, page]
-            )
-            if not rows:
-                return
-            keys = [r["saga_key"] for r in rows]
-            steps = self._grouped("steps", keys, "seq")
-            findings = self._grouped("findings", keys, "detected_ns")
-            for r in rows:
-                r["steps"] = steps.get(r["saga_key"], [])
-                r["findings"] = findings.get(r["saga_key"], [])
-                yield r
-            last = keys[-1]
+    def iter_sagas(self, f: SagaFilter, page: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every matching saga with its steps and findings, in key order, a page at a time.
 
-    def _grouped(self, table: str, keys: list[str], order: str) -> dict[str, list[dict[str, Any]]]:
+        Pages follow a key cursor, not an offset, so sagas stored meanwhile neither repeat
+        nor push others out of the result.
+        """
+        cursor = replace(f, sort="key", descending=False, limit=page, offset=0)
+        while True:
+            rows = self._all(*build_saga_list(cursor))
+            yield from self.with_details(rows)
+            if len(rows) < page:
+                return
+            cursor = replace(cursor, after=rows[-1]["saga_key"])
+
+    def with_details(self, sagas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The sagas, each given its steps and findings as :meth:`get_saga` gives them."""
+        keys = [r["saga_key"] for r in sagas]
+        steps = self._grouped(f"SELECT {STEP_COLUMNS} FROM steps", keys, "seq")
+        findings = self._grouped("SELECT * FROM findings", keys, "detected_ns")
+        for r in sagas:
+            r["steps"] = steps.get(r["saga_key"], [])
+            r["findings"] = findings.get(r["saga_key"], [])
+        return sagas
+
+    def _grouped(self, select: str, keys: list[str], order: str) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
+        if not keys:
+            return out
         rows = self._all(
-            f"SELECT * FROM {table} WHERE saga_key IN (SELECT unnest(?)) ORDER BY saga_key, {order}",
-            [keys],
+            f"{select} WHERE saga_key IN (SELECT unnest(?)) ORDER BY saga_key, {order}", [keys]
         )
         for r in rows:
             out.setdefault(r["saga_key"], []).append(r)
@@ -234,14 +247,7 @@ class Reader:
         rows = self._all("SELECT * FROM sagas WHERE saga_key = ?", [key])
         if not rows:
             return None
-        saga = rows[0]
-        saga["steps"] = self._all(
-            "SELECT * EXCLUDE (saga_type, next_step) FROM steps WHERE saga_key = ? ORDER BY seq",
-            [key],
-        )
-        saga["findings"] = self._all(
-            "SELECT * FROM findings WHERE saga_key = ? ORDER BY detected_ns", [key]
-        )
+        saga = self.with_details(rows)[0]
         if records:
             saga["spans"] = self._all(
                 "SELECT * FROM spans WHERE trace_id IN "

@@ -215,6 +215,7 @@ def test_open_saga_becomes_stalled_without_new_records(tmp_path: Path) -> None:
         ({"limit": "x"}, 400, "integer"),
         ({"finding": "bogus"}, 400, "unknown finding kind"),
         ({"from": "yesterday"}, 400, "ISO 8601"),
+        ({"details": "please"}, 400, "details must be 1 or 0"),
     ],
 )
 def test_api_rejects_bad_filters_clearly(
@@ -223,6 +224,52 @@ def test_api_rejects_bad_filters_clearly(
     r = httpx.get(collector.url + "/api/v1/sagas", params=query)
     assert r.status_code == status
     assert fragment in r.json()["error"]
+
+
+def test_saga_pages_with_details_match_each_saga_and_the_file_read_offline(
+    tmp_path: Path,
+) -> None:
+    from collector.client import ApiSource, DbSource
+
+    config = tmp_path / "sagalens.yaml"
+    config.write_text(
+        "stall_after: 1s\nsagas:\n  OrderSaga:\n    steps:\n"
+        "      - {name: reserve, compensation: release}\n"
+        "      - {name: charge}\n"
+        "    completes_on: [charge]\n"
+    )
+    with running_collector(tmp_path, "--sweep-interval", "1", config=str(config)) as c:
+        for n in range(5):
+            trace, saga = f"{n + 1:032x}", f"o-{n}"
+            # Every other charge fails and nothing is undone: a finding for the page to carry.
+            _send(
+                c,
+                "shop",
+                _span(trace, "1" * 16, "reserve", -30, _step(saga, "reserve")),
+                _span(trace, "2" * 16, "charge", -29, _step(saga, "charge"), error=n % 2 == 1),
+            )
+        wait_for(lambda: c.get("/api/v1/sagas", status="completed")["total"] == 3, timeout=20)
+        wait_for(lambda: c.get("/api/v1/findings")["total"] == 2, timeout=20)
+
+        # Two at a time after a key cursor: each saga once, in key order, with the steps and
+        # findings its own page shows.
+        pages, after = [], ""
+        while rows := c.get(
+            "/api/v1/sagas", details=1, sort="key", order="asc", limit=2, after=after
+        )["sagas"]:
+            pages.append([r["saga_key"] for r in rows])
+            for row in rows:
+                alone = c.get(f"/api/v1/sagas/{row['saga_key']}", records=0)
+                assert row == alone
+            after = rows[-1]["saga_key"]
+        keys = [k for page in pages for k in page]
+        assert [len(p) for p in pages] == [2, 2, 1] and keys == sorted(keys)
+        assert sum(len(r["findings"]) for r in ApiSource(c.url).iter_sagas({})) == 2
+        assert "steps" not in c.get("/api/v1/sagas")["sagas"][0]
+        live = list(ApiSource(c.url).iter_sagas({"status": "compensation_missing"}))
+    offline = DbSource(str(c.db)).iter_sagas({"status": "compensation_missing"})
+    assert len(live) == 2
+    assert live == json.loads(json.dumps(list(offline), default=str))
 
 
 def test_api_unknown_saga_is_404(collector: RunningCollector) -> None:
@@ -252,6 +299,7 @@ def test_api_unknown_saga_is_404(collector: RunningCollector) -> None:
             "acknowledged_ns IS NULL)",
             ["stall"],
         ),
+        (SagaFilter(after="order-7"), " WHERE saga_key > ?", ["order-7"]),
     ],
 )
 def test_build_saga_where(f: SagaFilter, where: str, params: list[Any]) -> None:
@@ -264,6 +312,39 @@ def test_build_saga_list_orders_and_pages() -> None:
     assert params == [10, 20]
     with pytest.raises(QueryError, match="offset"):
         build_saga_list(SagaFilter(offset=-1))
+
+
+def test_reading_every_saga_page_by_page_survives_sagas_stored_meanwhile() -> None:
+    import duckdb
+
+    from collector.store.queries import Reader
+    from collector.store.writer import migrate
+
+    conn = duckdb.connect()
+    migrate(conn)
+
+    def store(*keys: str) -> None:
+        for key in keys:
+            conn.execute(
+                "INSERT INTO sagas (saga_key, saga_type, status) VALUES (?, 'OrderSaga', 'running')",
+                [key],
+            )
+            conn.execute(
+                "INSERT INTO steps (saga_key, seq, name, step_type, outcome) "
+                "VALUES (?, 0, 'reserve', 'action', 'ok')",
+                [key],
+            )
+
+    store("b", "d", "f", "h", "j")
+    seen = []
+    for saga in Reader(conn).iter_sagas(SagaFilter(), page=2):
+        seen.append(saga["saga_key"])
+        assert [s["name"] for s in saga["steps"]] == ["reserve"] and saga["findings"] == []
+        if saga["saga_key"] == "d":
+            # Stored between pages: one before the cursor, one after it.
+            store("a", "e")
+    # Offsets would have given "d" twice: "a" moves every later saga one place on.
+    assert seen == ["b", "d", "e", "f", "h", "j"]
 
 
 def test_acknowledgement_and_report_export_land_in_a_verifiable_audit_log(tmp_path: Path) -> None:
@@ -346,6 +427,24 @@ def _metric(c: RunningCollector, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} is not in /metrics")
+
+
+def test_a_collector_with_analysis_off_leaves_the_stored_sagas_alone(tmp_path: Path) -> None:
+    db = tmp_path / "kept.duckdb"
+    with running_collector(tmp_path, db=db) as c:
+        _send(c, "orders", _span("3" * 32, "3" * 16, "reserve", -60, _step("o-7", "reserve")))
+        wait_for(lambda: _sagas(c, status="running"))
+    config = tmp_path / "sagalens.yaml"
+    config.write_text("stall_after: 1s\n")
+    # A collector that analyses with this file marks the saga stalled at its first sweep
+    # (test_open_saga_becomes_stalled_without_new_records); one with analysis off must not.
+    args = ("--no-analysis", "--sweep-interval", "0.2")
+    with running_collector(tmp_path, *args, config=str(config), db=db) as c:
+        time.sleep(2)
+        assert [s["status"] for s in _sagas(c)] == ["running"]
+        assert c.get("/api/v1/findings")["total"] == 0
+    with running_collector(tmp_path, "--sweep-interval", "0.2", config=str(config), db=db) as c:
+        wait_for(lambda: _sagas(c, status="stalled"))
 
 
 def test_records_stored_while_analysis_was_off_are_analysed_after_a_restart(
