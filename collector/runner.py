@@ -230,6 +230,13 @@ PROGRESS_SQL = (
 )
 
 
+def save_progress(conn: duckdb.DuckDBPyConnection, progress: Progress) -> None:
+    """Record that the backlog is analysed up to ``progress``, on its own."""
+    conn.execute(
+        "UPDATE analysis_progress SET ingested_ns = ?, record = ? WHERE id = 1", list(progress)
+    )
+
+
 def progress_table(progress: Progress) -> pa.Table:
     """``progress`` as the one-row table :data:`PROGRESS_SQL` reads."""
     return pa.table({"ns": pa.array([progress[0]], pa.int64()), "record": [progress[1]]})
@@ -601,7 +608,15 @@ class AnalysisRunner:
             return False
         traces = {i for _, i in pending if not i.startswith(EVENT_PREFIX)}
         events = {i[len(EVENT_PREFIX) :] for _, i in pending if i.startswith(EVENT_PREFIX)}
-        self._analyse(traces, events, pending[-1])
+        try:
+            self._analyse(traces, events, pending[-1])
+        except Exception:
+            # The mark would stay where it is and every later pass would fail on the same
+            # records: one record the analysis cannot take must not hold back the rest.
+            self.failures += 1
+            log.exception("analysis pass failed; analysing its traces and events one by one")
+            self._analyse_each(traces, events)
+            self.collector.writer.run(lambda conn: save_progress(conn, pending[-1])).result()
         self.progress = pending[-1]
         self._wake.set()
         return True
@@ -652,6 +667,18 @@ class AnalysisRunner:
             if self._stop.is_set():
                 return
             self._analyse(set(traces[i : i + step]), set(keys[i : i + step]))
+
+    def _analyse_each(self, traces: set[str], events: set[str]) -> None:
+        """Analyse each trace and event (with its saga) alone, skipping any that fails."""
+        for trace_set, event_set in [({t}, set()) for t in sorted(traces)] + [
+            (set(), {e}) for e in sorted(events)
+        ]:
+            try:
+                self._analyse(trace_set, event_set)
+            except Exception as exc:
+                self.failures += 1
+                what = f"trace {min(trace_set)}" if trace_set else f"event {min(event_set)}"
+                log.error("cannot analyse %s, skipped until its saga changes: %r", what, exc)
 
     def _analyse(
         self, traces: set[str], events: set[str], progress: Progress | None = None

@@ -18,6 +18,7 @@ from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 
 SERVER, CLIENT, CONSUMER = 2, 3, 5
 STATUS_ERROR, STATUS_OK = 2, 1
+MAX_ATTEMPT = 1_000_000
 _RETRY_ATTRIBUTES = ("saga.step.attempt", "retry.attempt", "attempt", "retry", "retry_count")
 # Most spans carry none of a list of attributes: one check of the set says so at once.
 _RETRY_ATTRIBUTE_SET = frozenset(_RETRY_ATTRIBUTES)
@@ -209,8 +210,10 @@ def _attempt(attrs: dict[str, Any]) -> int:
             continue
         try:
             number = int(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             continue
+        if not 0 <= number <= MAX_ATTEMPT:
+            continue  # not an attempt count a step could have made
         return number + 1 if name.startswith("retry") else number
     return 0
 

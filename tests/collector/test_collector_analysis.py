@@ -272,6 +272,21 @@ def test_saga_pages_with_details_match_each_saga_and_the_file_read_offline(
     assert live == json.loads(json.dumps(list(offline), default=str))
 
 
+def test_an_attempt_number_no_step_could_reach_is_ignored(collector: RunningCollector) -> None:
+    # It used to overflow the steps table's column and fail every pass from then on.
+    huge = _step("o-8", "reserve", **{"saga.step.attempt": "99999999999999999999999"})
+    _send(collector, "orders", _span("8" * 32, "8" * 16, "reserve", 0, huge))
+    retried = _step("o-9", "reserve", **{"saga.step.attempt": "3"})
+    _send(collector, "orders", _span("7" * 32, "7" * 16, "reserve", 0, retried))
+    wait_for(lambda: len(_sagas(collector)) == 2)
+    attempts = {
+        key: collector.get(f"/api/v1/sagas/saga.id:{key}")["steps"][0]["attempts"]
+        for key in ("o-8", "o-9")
+    }
+    assert attempts == {"o-8": 1, "o-9": 3}
+    assert _metric(collector, "sagalens_analysis_failures_total") == 0
+
+
 def test_api_unknown_saga_is_404(collector: RunningCollector) -> None:
     r = httpx.get(collector.url + "/api/v1/sagas/nope")
     assert r.status_code == 404 and "nope" in r.json()["error"]

@@ -718,3 +718,38 @@ def test_a_rebuild_writes_row_groups_as_they_fill_and_puts_the_setting_back(
     assert during and set(during) == {1}
     assert conn.execute(setting).fetchone() == before
     conn.close()
+
+
+def test_a_pass_that_fails_on_one_record_analyses_the_rest_and_moves_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector import runner as runner_module
+    from collector.service import Collector, Settings
+
+    collector = Collector(Settings(db=str(tmp_path / "f.duckdb")))
+    collector.writer.start()
+    try:
+        spans = [_span(t, "1", {"saga.id": f"order-{t}"}) for t in "abc"]
+        collector.writer.submit(RecordBatch(spans=spans)).result(10)
+        real = runner_module.analyze_working
+
+        def fails_on_b(work: Working, *args: object) -> object:
+            # Stands in for a record the analysis cannot take; none is known to exist.
+            if "b" * 32 in work.trace_ids:
+                raise OverflowError("Python int too large to convert to C long")
+            return real(work, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(runner_module, "analyze_working", fails_on_b)
+        runner = collector.runner
+        assert runner.run_once()
+        cur = collector.writer.cursor()
+        stored = cur.execute("SELECT saga_key FROM sagas ORDER BY 1").fetchall()
+        assert stored == [("saga.id:order-a",), ("saga.id:order-c",)]
+        assert runner.failures == 2  # the pass, then trace b alone
+        # The mark moved past all three: the next pass does not fail on b again.
+        assert next_backlog(cur, load_progress(cur), limit=10) == []
+        assert runner.progress == load_progress(cur)
+        assert not runner.run_once() and runner.failures == 2
+        cur.close()
+    finally:
+        collector.writer.close()
