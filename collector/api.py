@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
 class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
-        import json
-
         return json.dumps(
             content, ensure_ascii=False, default=str, allow_nan=False, separators=(",", ":")
         ).encode()
@@ -52,6 +51,17 @@ def _flag(params: Any, name: str, default: bool = False) -> bool:
         return _FLAGS[str(raw).lower()]
     except KeyError:
         raise QueryError(f"{name} must be 1 or 0 (true or false), got {raw!r}") from None
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    """A JSON body's text field; absent or null is empty, anything but a string is an error."""
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        shown = json.dumps(value, ensure_ascii=False)
+        raise QueryError(f"'{name}' must be a string, got {shown[:60]}")
+    return value
 
 
 def parse_time_ns(raw: str | None, name: str) -> int:
@@ -210,7 +220,7 @@ def api_routes(collector: Collector) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             import time
 
-            from collector.audit import AuditError
+            from collector.audit import AuditConflict, AuditError
 
             if not collector.authorized(request.headers.get("authorization")):
                 return error(401, "missing or invalid bearer token")
@@ -220,10 +230,13 @@ def api_routes(collector: Collector) -> list[Route]:
                 result = await asyncio.wrap_future(
                     collector.writer.run(lambda conn: fn(conn, at, body, request))
                 )
+            except AuditConflict as exc:
+                return error(409, str(exc))
             except (QueryError, AuditError) as exc:
                 return error(400, str(exc))
             if result is None:
-                return error(404, "not found")
+                what = request.path_params.get("finding_id")
+                return error(404, f"no finding with id {what!r}" if what else "not found")
             return _JSON(result)
 
         return endpoint
@@ -231,11 +244,11 @@ def api_routes(collector: Collector) -> list[Route]:
     def acknowledge(conn: Any, at: int, body: dict[str, Any], request: Request) -> Any:
         from collector.audit import acknowledge_finding
 
-        actor = str(body.get("by") or "").strip()
+        actor = _text(body, "by").strip()
         if not actor:
             raise QueryError("'by' (who acknowledges) is required")
         return acknowledge_finding(
-            conn, at, request.path_params["finding_id"], actor, str(body.get("note") or "")
+            conn, at, request.path_params["finding_id"], actor, _text(body, "note")
         )
 
     def record_action(conn: Any, at: int, body: dict[str, Any], request: Request) -> Any:
@@ -245,7 +258,7 @@ def api_routes(collector: Collector) -> list[Route]:
         if not isinstance(details, dict):
             raise QueryError("'details' must be a JSON object")
         return append_audit(
-            conn, at, str(body.get("actor") or "unknown"), str(body.get("action") or ""), details
+            conn, at, _text(body, "actor") or "unknown", _text(body, "action"), details
         )
 
     def audit(reader: Reader, request: Request) -> Any:

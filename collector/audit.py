@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -15,19 +16,35 @@ from dashboard.report.audit_log import (
     verify_audit_log,
 )
 
-ACTION = re.compile(r"^[a-z]+(\.[a-z_]+)+$")
+ACTION = re.compile(r"[a-z]+(\.[a-z_]+)+")
 
 
 class AuditError(ValueError):
     """A malformed audit entry request."""
 
 
+class AuditConflict(AuditError):
+    """A request for what is already done and recorded, such as a second acknowledgement."""
+
+
+def check_plain_json(value: Any) -> None:
+    """Refuse what would not hash as it is stored: NaN, Infinity, unpaired surrogates."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except ValueError as exc:  # UnicodeEncodeError is one
+        raise AuditError(
+            "an audit entry must be plain JSON text: no NaN, no Infinity and no unpaired "
+            f"surrogate characters ({exc})"
+        ) from None
+
+
 def append_audit(
     conn: duckdb.DuckDBPyConnection, at_ns: int, actor: str, action: str, details: dict[str, Any]
 ) -> dict[str, Any]:
     """Append one chained entry; run inside the writer's transaction so seq stays gap-free."""
-    if not ACTION.match(action):
+    if not ACTION.fullmatch(action):
         raise AuditError(f"action must look like 'area.verb', got {action!r}")
+    check_plain_json({"actor": actor, "details": details})
     last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, None)
     entry = chain_entry(prev, seq, at_ns, actor, action, details)
@@ -51,10 +68,19 @@ def acknowledge_finding(
 ) -> dict[str, Any] | None:
     """Mark a finding acknowledged and record who did it; None when there is no such finding."""
     row = conn.execute(
-        "SELECT saga_key, kind, step FROM findings WHERE finding_id = ?", [finding_id]
+        "SELECT saga_key, kind, step, acknowledged_ns, acknowledged_by FROM findings "
+        "WHERE finding_id = ?",
+        [finding_id],
     ).fetchone()
     if row is None:
         return None
+    if row[3] is not None:
+        # The first acknowledgement stands: who took it on, and when, is the record.
+        from dashboard.report.meta import iso_ns
+
+        raise AuditConflict(
+            f"finding {finding_id!r} was already acknowledged by {row[4]!r} at {iso_ns(row[3])}"
+        )
     conn.execute(
         "UPDATE findings SET acknowledged_ns = ?, acknowledged_by = ? WHERE finding_id = ?",
         [at_ns, actor, finding_id],

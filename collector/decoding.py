@@ -28,12 +28,16 @@ DECODERS: dict[tuple[str, bool], Decoder] = {
 def decode_prepared(decode: Decoder, body: bytes) -> tuple[PreparedBatch, str]:
     """Decode and prepare a request body; also return the partial-success message."""
     batch = decode(body)
-    message = "; ".join(dict.fromkeys(r.reason for r in batch.rejections[:5]))
-    if len(batch.rejections) > 5:
-        message += f"; and {len(batch.rejections) - 5} more"
     if isinstance(batch, SpanColumns):
-        return prepare_span_columns(batch), message
-    return prepare_batch(batch), message
+        prepared = prepare_span_columns(batch)
+    else:
+        prepared = prepare_batch(batch)
+    # What the decoder refused, then any value the store could not hold.
+    reasons = [reason for _, reason, _ in prepared.rejections]
+    message = "; ".join(dict.fromkeys(reasons[:5]))
+    if len(reasons) > 5:
+        message += f"; and {len(reasons) - 5} more"
+    return prepared, message
 
 
 EVENTS_HTTP_LABEL = "cloudevents-http"

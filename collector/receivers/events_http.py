@@ -100,9 +100,14 @@ async def receive(collector: Collector, request: Request) -> Response:
     except StoreError as exc:
         collector.count_request(PATH, 500)
         return _error(500, str(exc))
-    rejected = [{"index": i, "reason": r.reason} for i, r in decoded.rejections]
+    rejected: list[dict[str, Any]] = [
+        {"index": i, "reason": r.reason} for i, r in decoded.rejections
+    ]
+    # Events the store could not hold (a value out of range, text that is not Unicode).
+    unstorable = [reason for _, reason, _ in prepared.rejections[len(decoded.rejections) :]]
+    rejected += [{"index": None, "reason": reason} for reason in unstorable]
     payload: dict[str, Any] = {
-        "accepted": len(decoded.events),
+        "accepted": len(decoded.events) - len(unstorable),
         "stored": result.stored,
         "duplicates": result.duplicates,
         "rejected": rejected,

@@ -215,13 +215,6 @@ def attribute_columns(records: Sequence[Any], names: Sequence[str]) -> list[tupl
     return list(zip(*rows, strict=True))
 
 
-def _table(
-    records: list[Any], columns: list[tuple[str, pa.DataType, bool]], sort_keys: bool = False
-) -> pa.Table:
-    values = attribute_columns(records, [c[0] for c in columns])
-    return _arrow(values, columns, sort_keys)
-
-
 def _arrow(
     values: list[Any], columns: list[tuple[str, pa.DataType, bool]], sort_keys: bool
 ) -> pa.Table:
@@ -230,6 +223,54 @@ def _arrow(
         for column, (_, typ, is_json) in zip(values, columns, strict=True)
     ]
     return pa.Table.from_arrays(arrays, names=[c[0] for c in columns])
+
+
+# What Arrow raises for a value its column cannot hold: an integer out of range, a string
+# that is not Unicode text (an unpaired surrogate from a JSON escape).
+_UNSTORABLE = (ValueError, TypeError, OverflowError, pa.ArrowException)
+
+
+def _storable(
+    values: list[Any],
+    columns: list[tuple[str, pa.DataType, bool]],
+    sort_keys: bool,
+    rejections: list[tuple[str, str, str]],
+    what: str,
+) -> tuple[pa.Table, list[int] | None]:
+    """The Arrow table of ``values``, and None; or, when some rows cannot be stored, the table
+    of the others and their row numbers, each refused row added to ``rejections``.
+
+    Decoders check what they know to check; this catches any value a column cannot hold,
+    so one such item costs itself and not the request's others.
+    """
+    try:
+        return _arrow(values, columns, sort_keys), None
+    except _UNSTORABLE:
+        pass
+    kept: list[int] = []
+    for row in range(len(values[0])):
+        problem = ""
+        for column, (name, typ, is_json) in zip(values, columns, strict=True):
+            try:
+                _arrow([(column[row],)], [(name, typ, is_json)], sort_keys)
+            except _UNSTORABLE as exc:
+                problem = _unstorable(name, column[row], exc)
+                break
+        if problem:
+            sample = {c[0]: column[row] for column, c in zip(values, columns, strict=True)}
+            rejections.append(("store", f"{what} rejected: {problem}", repr(sample)[:2000]))
+        else:
+            kept.append(row)
+    rows = [tuple(column[i] for i in kept) for column in values]
+    return _arrow(rows, columns, sort_keys), kept
+
+
+def _unstorable(name: str, value: Any, exc: Exception) -> str:
+    if isinstance(exc, UnicodeError):
+        return f"{name} holds an unpaired surrogate (\\ud800-\\udfff), which is not Unicode text"
+    if isinstance(value, int):
+        return f"{name} {value} is out of range"
+    return f"{name} cannot be stored: {exc}"
 
 
 def _unique(records: list[Any], key: Any) -> list[Any]:
@@ -264,35 +305,49 @@ _SPAN_KEYS_SORTED = True
 def prepare_batch(batch: RecordBatch) -> PreparedBatch:
     """Turn a decoded batch into Arrow tables (deduplicated within the batch)."""
     prepared = PreparedBatch(received=len(batch))
+    prepared.rejections = _rejections(batch.rejections)
     spans: list[SpanRecord] = _unique(batch.spans, lambda s: (s.trace_id, s.span_id))
     logs: list[LogRecord] = _unique(batch.logs, lambda r: r.record_id)
     events: list[EventRecord] = _unique(batch.events, lambda e: e.event_key)
+    out = prepared.rejections
     if spans:
-        prepared.spans = _table(spans, SPAN_COLUMNS, _SPAN_KEYS_SORTED)
+        values = attribute_columns(spans, [c[0] for c in SPAN_COLUMNS])
+        prepared.spans, _ = _storable(values, SPAN_COLUMNS, _SPAN_KEYS_SORTED, out, "span")
     if logs:
-        prepared.logs = _table(logs, LOG_COLUMNS)
+        values = attribute_columns(logs, [c[0] for c in LOG_COLUMNS])
+        prepared.logs, _ = _storable(values, LOG_COLUMNS, False, out, "log record")
     if events:
-        prepared.events = _table(events, EVENT_COLUMNS)
-    prepared.rejections = _rejections(batch.rejections)
+        values = attribute_columns(events, [c[0] for c in EVENT_COLUMNS])
+        prepared.events, _ = _storable(values, EVENT_COLUMNS, False, out, "event")
     return prepared
 
 
 def prepare_span_columns(spans: SpanColumns) -> PreparedBatch:
     """Turn decoded span columns into the spans table (deduplicated within the request)."""
     prepared = PreparedBatch(received=len(spans))
+    prepared.rejections = _rejections(spans.rejections)
     if len(spans):
         columns = spans.columns
         values = [columns[name] for name, _, _ in SPAN_COLUMNS]
-        table = _arrow(values, SPAN_COLUMNS, _SPAN_KEYS_SORTED)
+        table, kept_rows = _storable(
+            values, SPAN_COLUMNS, _SPAN_KEYS_SORTED, prepared.rejections, "span"
+        )
         keys = list(zip(columns["trace_id"], columns["span_id"], strict=True))
+        if kept_rows is not None:
+            keys = [keys[i] for i in kept_rows]
         rows = list(range(len(keys)))
         kept = _unique(rows, keys.__getitem__)
         if kept is not rows:
             table = table.take(kept)
         prepared.spans = table
-    prepared.rejections = _rejections(spans.rejections)
     return prepared
 
 
 def _rejections(rejections: list[Rejection]) -> list[tuple[str, str, str]]:
-    return [(r.source, r.reason, r.sample[:2000]) for r in rejections]
+    # A refused item may hold text that is not Unicode (an unpaired surrogate): escaped,
+    # it can still be stored and shown.
+    return [(r.source, _text(r.reason), _text(r.sample[:2000])) for r in rejections]
+
+
+def _text(value: str) -> str:
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")

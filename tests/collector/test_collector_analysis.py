@@ -287,6 +287,30 @@ def test_an_attempt_number_no_step_could_reach_is_ignored(collector: RunningColl
     assert _metric(collector, "sagalens_analysis_failures_total") == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ('{"action": "a.b", "details": {"x": NaN}}', "no NaN"),
+        ('{"action": "a.b", "details": {"x": 1e999}}', "no Infinity"),
+        ('{"action": "a.b", "actor": "\\ud800"}', "unpaired surrogate"),
+        ('{"action": "a.b\\n"}', "area.verb"),
+        ('{"action": "a.b", "actor": 7}', "'actor' must be a string"),
+    ],
+)
+def test_audit_entries_that_would_not_verify_are_refused_and_not_written(
+    collector: RunningCollector, body: str, fragment: str
+) -> None:
+    r = httpx.post(
+        collector.url + "/api/v1/audit",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and fragment in r.json()["error"], r.text
+    log = collector.get("/api/v1/audit")
+    assert log["verified"] is True
+    assert [e["action"] for e in log["entries"]] == ["config.loaded"]
+
+
 def test_api_unknown_saga_is_404(collector: RunningCollector) -> None:
     r = httpx.get(collector.url + "/api/v1/sagas/nope")
     assert r.status_code == 404 and "nope" in r.json()["error"]
@@ -380,6 +404,12 @@ def test_acknowledgement_and_report_export_land_in_a_verifiable_audit_log(tmp_pa
             json={"by": "alice", "note": "paged the payments team"},
         )
         assert r.status_code == 200 and r.json()["action"] == "finding.acknowledged"
+        again = httpx.post(
+            f"{c.url}/api/v1/findings/{finding['finding_id']}/ack", json={"by": "mallory"}
+        )
+        assert again.status_code == 409 and "already acknowledged by 'alice'" in again.text
+        not_text = httpx.post(f"{c.url}/api/v1/findings/x/ack", json={"by": ["a"]})
+        assert not_text.status_code == 400 and "'by' must be a string" in not_text.text
         assert httpx.post(f"{c.url}/api/v1/findings/nope/ack", json={"by": "a"}).status_code == 404
         assert httpx.post(f"{c.url}/api/v1/findings/x/ack", json={}).status_code == 400
         assert c.get("/api/v1/findings")["total"] == 0  # acknowledged findings leave the open list

@@ -233,6 +233,40 @@ def test_json_rules_and_partial_success(collector: RunningCollector) -> None:
     assert len(rejections) == 2
 
 
+def test_values_no_column_can_hold_cost_their_own_item_only(
+    collector: RunningCollector,
+) -> None:
+    trace = "7" * 32
+    body = _traces_json(
+        _span_json(trace_id=trace, span_id="1" * 16, name="good"),
+        # Beyond 64 bits: no int64 time column holds it.
+        _span_json(trace_id=trace, span_id="2" * 16, startTimeUnixNano="99999999999999999999"),
+        # A JSON escape for half a surrogate pair: valid JSON, not Unicode text.
+        _span_json(trace_id=trace, span_id="3" * 16, name="\ud800 half"),
+    )
+    r = _post(collector, body)
+    assert r.status_code == 200, r.text
+    partial = r.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "2"
+    assert "start_ns 99999999999999999999 is out of range" in partial["errorMessage"]
+    assert "name holds an unpaired surrogate" in partial["errorMessage"]
+    assert [s["name"] for s in _spans(collector, trace)] == ["good"]
+
+    # A valid fixed64 that is still beyond int64, over protobuf.
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for n, start in ((4, 1), (5, 2**64 - 1)):
+        span = spans.add(trace_id=bytes.fromhex(trace), span_id=bytes([n]) * 8, name=f"pb-{n}")
+        span.start_time_unix_nano = start
+    r = _post(collector, request.SerializeToString(), "application/x-protobuf")
+    assert r.status_code == 200
+    answer = ExportTraceServiceResponse.FromString(r.content)
+    assert answer.partial_success.rejected_spans == 1
+    assert sorted(s["name"] for s in _spans(collector, trace)) == ["good", "pb-4"]
+    reasons = [x["reason"] for x in collector.get("/api/v1/rejections")["rejections"]]
+    assert sum("out of range" in reason for reason in reasons) == 2
+
+
 def test_gzip_and_chunked_bodies(collector: RunningCollector) -> None:
     body = _traces_json(_span_json())
     assert _post(collector, gzip.compress(body), **{"Content-Encoding": "gzip"}).status_code == 200

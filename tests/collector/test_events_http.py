@@ -94,6 +94,21 @@ def test_batch_with_bad_events_stores_the_good_ones(collector: RunningCollector)
     assert after["rejections"] - before["rejections"] == 2
 
 
+def test_batch_event_whose_data_is_not_unicode_costs_itself_only(
+    collector: RunningCollector,
+) -> None:
+    before = collector.counts()
+    # json.dumps writes the lone surrogate as the escape \udc00: valid JSON, not Unicode.
+    body = json.dumps([_event("u-1"), _event("u-2", data="\udc00")]).encode()
+    r = _post(collector, body, {"content-type": BATCH})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["accepted"], answer["stored"]) == (1, 1)
+    assert len(answer["rejected"]) == 1
+    assert "unpaired surrogate" in answer["rejected"][0]["reason"]
+    assert collector.counts()["events"] - before["events"] == 1
+
+
 @pytest.mark.parametrize(
     ("headers", "body", "status", "message"),
     [
