@@ -70,7 +70,11 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     http = uvicorn.Server(config)
     # The collector handles SIGTERM/SIGINT itself, to shut gRPC, HTTP and the writer in order.
     setattr(http, "install_signal_handlers", lambda: None)  # noqa: B010
-    grpc_server = build_grpc_server(collector, f"{settings.host}:{settings.grpc_port}")
+    try:
+        grpc_server = build_grpc_server(collector, f"{settings.host}:{settings.grpc_port}")
+    except SystemExit:
+        collector.close()
+        raise
     await grpc_server.start()
     tune_gc()  # everything the collector keeps for its life is loaded by now
 

@@ -92,6 +92,9 @@ def build_grpc_server(collector: Collector, address: str) -> grpc.aio.Server:
         options=[
             ("grpc.max_receive_message_length", collector.settings.max_body_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            # gRPC binds with SO_REUSEPORT by default: a second collector on the same port
+            # would start and take a share of the exports meant for the first.
+            ("grpc.so_reuseport", 0),
         ]
     )
     handlers = {
@@ -118,5 +121,10 @@ def build_grpc_server(collector: Collector, address: str) -> grpc.aio.Server:
     }
     for service, methods in handlers.items():
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, methods)])
-    server.add_insecure_port(address)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise SystemExit(f"could not start OTLP/gRPC on {address}: the port is in use or invalid")
     return server

@@ -51,7 +51,17 @@ def verify(path: Path, pubkey: Path | None = None) -> VerifyReport:
         except (OSError, ReportError) as exc:
             raise VerifyError(f"cannot use trusted public key {pubkey}: {exc}") from exc
     report = check_signature(manifest, trusted)
-    for entry in manifest.get("files") or []:
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(isinstance(e, dict) for e in files):
+        report.problems.append("the manifest's 'files' is not a list of file entries")
+        return report
+    if not files:
+        report.problems.append("the manifest lists no files, so nothing was checked")
+    names = {str(e.get("name", "")) for e in files}
+    given = Path(path)
+    if given != mpath and given.name not in names:
+        report.problems.append(f"the manifest does not list {given.name}: it vouches for nothing")
+    for entry in files:
         report.merge(_verify_file(mpath.parent, entry))
     return report
 

@@ -498,3 +498,35 @@ def test_health_and_metrics(collector: RunningCollector) -> None:
     assert values['sagalens_commit_duration_seconds_bucket{le="+Inf"}'] == commits
     assert values["sagalens_commit_duration_seconds_count"] == commits
     assert values['sagalens_commit_duration_seconds_bucket{le="0.005"}'] <= commits
+
+
+def test_a_second_collector_on_a_taken_grpc_port_refuses_to_start(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    taken = collector.grpc.rsplit(":", 1)[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "collector",
+            "--db",
+            str(tmp_path / "second.duckdb"),
+            "--http-port",
+            str(free_port()),
+            "--grpc-port",
+            taken,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert f"could not start OTLP/gRPC on 127.0.0.1:{taken}" in done.stderr
+    assert "Traceback" not in done.stderr

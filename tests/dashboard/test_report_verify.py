@@ -183,3 +183,33 @@ def test_manifest_entries_cannot_point_outside_the_report_folder(tmp_path: Path)
     assert verify(result.manifest).problems == [
         "manifest lists '../report.json', which is not a file next to it"
     ]
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ([], "the manifest lists no files, so nothing was checked"),
+        (None, "the manifest's 'files' is not a list of file entries"),
+        ("report.json", "the manifest's 'files' is not a list of file entries"),
+    ],
+)
+def test_a_manifest_that_checks_no_file_does_not_verify(
+    tmp_path: Path, files: object, problem: str
+) -> None:
+    result = export(tmp_path, "json")
+    manifest = json.loads(result.manifest.read_text(encoding="utf-8"))
+    manifest["files"] = files
+    result.manifest.write_text(json.dumps(manifest), encoding="utf-8")
+    report = verify(result.manifest)
+    assert not report.ok and problem in report.problems
+
+
+def test_a_file_its_manifest_does_not_list_does_not_verify(tmp_path: Path) -> None:
+    result = export(tmp_path, "json")
+    manifest = json.loads(result.manifest.read_text(encoding="utf-8"))
+    manifest["files"][0]["name"] = "other.json"
+    result.manifest.write_text(json.dumps(manifest), encoding="utf-8")
+    (tmp_path / "other.json").write_bytes(result.files[0].read_bytes())
+    report = verify(result.files[0])
+    assert not report.ok
+    assert report.problems == ["the manifest does not list report.json: it vouches for nothing"]
