@@ -15,6 +15,7 @@ from dashboard.report.audit_log import (
     details_object,
     verify_audit_log,
 )
+from dashboard.report.meta import iso_ns
 
 ACTION = re.compile(r"[a-z]+(\.[a-z_]+)+")
 
@@ -76,8 +77,6 @@ def acknowledge_finding(
         return None
     if row[3] is not None:
         # The first acknowledgement stands: who took it on, and when, is the record.
-        from dashboard.report.meta import iso_ns
-
         raise AuditConflict(
             f"finding {finding_id!r} was already acknowledged by {row[4]!r} at {iso_ns(row[3])}"
         )

@@ -265,6 +265,18 @@ def _storable(
     return _arrow(rows, columns, sort_keys), kept
 
 
+def _table(
+    records: list[Any],
+    columns: list[tuple[str, pa.DataType, bool]],
+    sort_keys: bool,
+    rejections: list[tuple[str, str, str]],
+    what: str,
+) -> pa.Table:
+    """The records' Arrow table, less any whose values their columns cannot hold."""
+    values = attribute_columns(records, [c[0] for c in columns])
+    return _storable(values, columns, sort_keys, rejections, what)[0]
+
+
 def _unstorable(name: str, value: Any, exc: Exception) -> str:
     if isinstance(exc, UnicodeError):
         return f"{name} holds an unpaired surrogate (\\ud800-\\udfff), which is not Unicode text"
@@ -311,14 +323,11 @@ def prepare_batch(batch: RecordBatch) -> PreparedBatch:
     events: list[EventRecord] = _unique(batch.events, lambda e: e.event_key)
     out = prepared.rejections
     if spans:
-        values = attribute_columns(spans, [c[0] for c in SPAN_COLUMNS])
-        prepared.spans, _ = _storable(values, SPAN_COLUMNS, _SPAN_KEYS_SORTED, out, "span")
+        prepared.spans = _table(spans, SPAN_COLUMNS, _SPAN_KEYS_SORTED, out, "span")
     if logs:
-        values = attribute_columns(logs, [c[0] for c in LOG_COLUMNS])
-        prepared.logs, _ = _storable(values, LOG_COLUMNS, False, out, "log record")
+        prepared.logs = _table(logs, LOG_COLUMNS, False, out, "log record")
     if events:
-        values = attribute_columns(events, [c[0] for c in EVENT_COLUMNS])
-        prepared.events, _ = _storable(values, EVENT_COLUMNS, False, out, "event")
+        prepared.events = _table(events, EVENT_COLUMNS, False, out, "event")
     return prepared
 
 
