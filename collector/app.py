@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -127,6 +128,8 @@ def build_app(collector: Collector) -> Starlette:
         return JSONResponse(
             {
                 "status": "ok",
+                # lets `sagalens up` tell its own collector from another one on the port
+                "pid": os.getpid(),
                 "schema_version": collector.writer.schema_version,
                 "queue_rows": collector.writer.pending_rows,
             }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,10 +41,17 @@ def _load_config(path: str) -> dict[str, Any]:
             data = yaml.safe_load(fh) or {}
     except OSError as exc:
         raise click.ClickException(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from exc
     except yaml.YAMLError as exc:
         raise click.ClickException(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise click.ClickException(f"config file {path} must hold a mapping at the top level")
+    where = _not_finite(data)
+    if where:
+        raise click.ClickException(f"config file {path}: {where} is not a finite number")
     from collector.analysis.config import ConfigError, SagaConfig
     from collector.receivers.taps import TapConfigError, parse_taps
 
@@ -62,6 +71,24 @@ def _load_config(path: str) -> dict[str, Any]:
     return data
 
 
+def _not_finite(value: Any, where: str = "") -> str:
+    """The path of the first NaN or infinity in a parsed config, or ""."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the value"
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _not_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return ""
+
+
 def _source(collector: str, db: str, token: str) -> Any:
     try:
         return open_source(collector, db, token)
@@ -77,9 +104,33 @@ collector_option = click.option(
     default="",
     help="Collector base URL, e.g. http://127.0.0.1:4318.",
 )
+
+
+def _token(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # it travels in an HTTP header (and OTEL_EXPORTER_OTLP_HEADERS), which holds visible ASCII
+    if value and not all("!" <= c <= "~" for c in value):
+        raise click.BadParameter("use visible ASCII characters only, no spaces")
+    return value
+
+
 token_option = click.option(
-    "--token", envvar="SAGALENS_TOKEN", default="", help="Bearer token for ingest and API requests."
+    "--token",
+    envvar="SAGALENS_TOKEN",
+    default="",
+    callback=_token,
+    help="Bearer token for ingest and API requests.",
 )
+PORT = click.IntRange(1, 65535)
+
+
+class FiniteRange(click.FloatRange):
+    """A float range that also refuses NaN, which compares false with either bound."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return number
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,10 +176,10 @@ def _collector_options(fn: Any) -> Any:
         ),
         click.option("--host", envvar="SAGALENS_HOST", default="127.0.0.1", show_default=True),
         click.option(
-            "--http-port", envvar="SAGALENS_HTTP_PORT", type=int, default=4318, show_default=True
+            "--http-port", envvar="SAGALENS_HTTP_PORT", type=PORT, default=4318, show_default=True
         ),
         click.option(
-            "--grpc-port", envvar="SAGALENS_GRPC_PORT", type=int, default=4317, show_default=True
+            "--grpc-port", envvar="SAGALENS_GRPC_PORT", type=PORT, default=4317, show_default=True
         ),
         click.option(
             "--config",
@@ -140,7 +191,7 @@ def _collector_options(fn: Any) -> Any:
         click.option(
             "--max-body",
             envvar="SAGALENS_MAX_BODY",
-            type=int,
+            type=click.IntRange(min=1),
             default=DEFAULT_MAX_BODY,
             show_default=True,
             help="Largest request body after decompression, bytes.",
@@ -155,7 +206,7 @@ def _collector_options(fn: Any) -> Any:
         click.option(
             "--max-queue-rows",
             envvar="SAGALENS_MAX_QUEUE_ROWS",
-            type=int,
+            type=click.IntRange(min=1),
             default=20_000,
             show_default=True,
             help="Rows the write queue may hold before ingest answers 503.",
@@ -189,7 +240,7 @@ def _collector_options(fn: Any) -> Any:
 @click.option(
     "--analysis-share",
     envvar="SAGALENS_ANALYSIS_SHARE",
-    type=click.FloatRange(min=0.01, max=1.0),
+    type=FiniteRange(min=0.01, max=1.0),
     default=DEFAULT_ANALYSIS_SHARE,
     show_default=True,
     help="Share of the time analysis may take while ingest keeps the writer busy; the "
@@ -198,7 +249,7 @@ def _collector_options(fn: Any) -> Any:
 @click.option(
     "--sweep-interval",
     envvar="SAGALENS_SWEEP_INTERVAL",
-    type=float,
+    type=FiniteRange(min=0.1),
     default=15.0,
     show_default=True,
     help="Seconds between stall sweeps over open sagas.",
@@ -273,18 +324,56 @@ def _dashboard_process(
 @main.command("dashboard")
 @collector_option
 @db_option
-@click.option("--port", envvar="SAGALENS_DASHBOARD_PORT", type=int, default=8501, show_default=True)
+@click.option(
+    "--port", envvar="SAGALENS_DASHBOARD_PORT", type=PORT, default=8501, show_default=True
+)
 @token_option
 def dashboard_cmd(collector_url: str, db: str, port: int, token: str) -> None:
     """Run the dashboard against a collector (live) or a DuckDB file (offline)."""
     if not collector_url and not db:
         collector_url = "http://127.0.0.1:4318"
+    _check_port_free(port)
     proc = _dashboard_process(collector_url, db, port, token)
+
+    def _terminate(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Streamlit runs in a session of its own, so a SIGTERM to this process must be passed on
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         raise SystemExit(proc.wait())
     except KeyboardInterrupt:
         proc.terminate()
         proc.wait()
+
+
+def _check_port_free(port: int) -> None:
+    """Fail early when the dashboard's port is taken: Streamlit would exit once started."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot start the dashboard on port {port}: {exc.strerror}; "
+                "choose another with --port"
+            ) from None
+
+
+def _wait_dashboard(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise click.ClickException("the dashboard exited during start-up (see above)")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise click.ClickException(f"the dashboard did not start on port {port}")
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -295,9 +384,11 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) 
         if proc.poll() is not None:
             raise click.ClickException("the collector exited during start-up (see above)")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            # another collector may answer on the port while this one fails to bind it
+            health = httpx.get(f"{url}/healthz", timeout=1)
+            if health.status_code == 200 and health.json().get("pid") == proc.pid:
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError, AttributeError):
             pass
         time.sleep(0.2)
     raise click.ClickException(f"the collector did not become healthy at {url}")
@@ -372,6 +463,7 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
         tap, amqp, exchange = _demo_broker(opts["amqp"], http_port)
         # through the environment, like the token, so the broker password stays out of `ps`
         env["SAGALENS_TAP"] = " ".join(filter(None, (os.environ.get("SAGALENS_TAP", ""), tap)))
+    _check_port_free(port)
     procs: list[Any] = []
     # Own sessions: Ctrl-C reaches only this process, which stops the demo traffic first and
     # then the children in order, so nothing in flight is lost.
@@ -388,9 +480,12 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
     # background jobs
     signal.signal(signal.SIGINT, signal.default_int_handler)
     traffic = None
+    died: list[tuple[str, int | None]] = []
     try:
         _wait_healthy(url, collector)
-        procs.append(_dashboard_process(url, "", port, token))
+        dashboard = _dashboard_process(url, "", port, token)
+        procs.append(dashboard)
+        _wait_dashboard(port, dashboard)
         if demo:
             from sample_data.traffic import DemoTraffic
 
@@ -410,8 +505,10 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
         click.echo("Press Ctrl-C to stop.")
         while not stop["now"] and all(p.poll() is None for p in procs):
             time.sleep(0.5)
+        names = ("collector", "dashboard")
+        died = [(n, p.poll()) for n, p in zip(names, procs, strict=False) if p.poll() is not None]
     except KeyboardInterrupt:
-        pass
+        stop["now"] = True
     finally:
         # A second Ctrl-C while the traffic flushes must not cut this short: the children
         # run in their own sessions and would be left running. Stopping is bounded anyway.
@@ -426,6 +523,9 @@ def _run_up(opts: dict[str, Any], demo: bool) -> None:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+    if not stop["now"] and died:
+        name, code = died[0]
+        raise click.ClickException(f"the {name} stopped (exit code {code}), so sagalens did too")
 
 
 def _faults_option(ctx: click.Context, param: click.Parameter, value: str) -> Any:
@@ -439,7 +539,7 @@ def _faults_option(ctx: click.Context, param: click.Parameter, value: str) -> An
 
 def _up_options(fn: Any) -> Any:
     fn = click.option(
-        "--port", envvar="SAGALENS_DASHBOARD_PORT", type=int, default=8501, show_default=True
+        "--port", envvar="SAGALENS_DASHBOARD_PORT", type=PORT, default=8501, show_default=True
     )(fn)
     return _collector_options(fn)
 
@@ -766,6 +866,8 @@ def import_cmd(
         click.echo(f"  {file}:{line}: {reason}")
     if len(summary.rejected) > 50:
         click.echo(f"  ... and {len(summary.rejected) - 50} more (see the rejections table)")
+    if summary.rejected and not (summary.stored or summary.duplicates or summary.accepted):
+        raise click.ClickException("nothing was imported: every line was rejected")
 
 
 if __name__ == "__main__":

@@ -155,28 +155,43 @@ def import_into_db(
 
     from collector.analysis.config import SagaConfig
     from collector.rebuild import rebuild
-    from collector.store.writer import Writer
+    from collector.store.columns import PreparedBatch, prepare_batch
+    from collector.store.writer import StoreOpenError, Writer
 
     saga_config = SagaConfig.from_dict(config)
     try:
         writer = Writer(db).start()
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise ImporterError(
-                f"{db} is in use by another process (a running collector?); stop it or import "
-                "through it with --collector URL"
-            ) from exc
-        raise ImporterError(f"cannot open {db}: {exc}") from exc
+    except StoreOpenError as exc:
+        hint = "; stop it or import through it with --collector URL" if exc.locked else ""
+        raise ImporterError(f"{exc}{hint}") from None
     summary = ImportSummary()
     pending = RecordBatch()
+    items: list[tuple[Item, RecordBatch]] = []  # what `pending` holds, line by line
     now = time.time_ns()
 
+    def write(prepared: PreparedBatch) -> None:
+        result = writer.write_blocking(prepared)
+        summary.stored += result.stored
+        summary.duplicates += result.duplicates
+
     def flush() -> None:
-        if len(pending) or pending.rejections:
-            result = writer.write_blocking(pending)
-            summary.stored += result.stored
-            summary.duplicates += result.duplicates
-            pending.spans, pending.logs, pending.events, pending.rejections = [], [], [], []
+        if not (len(pending) or pending.rejections):
+            return
+        prepared = prepare_batch(pending)
+        if len(prepared.rejections) == len(pending.rejections):
+            write(prepared)
+        else:
+            # Some record holds a value no column can (a time beyond 64 bits): rare, so
+            # only then are the lines prepared one by one, to say which line it was on.
+            for item, batch in items:
+                one = prepare_batch(batch)
+                refused = one.rejections[len(batch.rejections) :]
+                label = f"import:{item.file}:{item.line}"
+                one.rejections[len(batch.rejections) :] = [(label, r, s) for _, r, s in refused]
+                summary.rejected += [(item.file, item.line, r) for _, r, _ in refused]
+                write(one)
+        pending.spans, pending.logs, pending.events, pending.rejections = [], [], [], []
+        items.clear()
 
     try:
         for path in paths:
@@ -186,6 +201,7 @@ def import_into_db(
                 batch = decode_item(item, now)
                 _note_rejections(summary, item, batch)
                 pending.extend(batch)
+                items.append((item, batch))
                 if len(pending) >= FLUSH_RECORDS:
                     flush()
         flush()

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from collector.app import build_app
 from collector.helpers import keep_out, tune_gc
 from collector.receivers.otlp_grpc import build_grpc_server
 from collector.service import Collector, Settings
+from collector.store.writer import StoreOpenError
 
 log = logging.getLogger("sagalens")
 
@@ -51,7 +53,14 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     # decoding thread to let go, up to the switch interval. At the default 5 ms those waits
     # made most of a commit's time under load (see SWITCH_INTERVAL_S).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    collector = Collector(settings)
+    # The HTTP port is bound before the store opens: a port in use is the commonest start-up
+    # problem, and it should cost nothing to report.
+    http_socket = bind_http(settings.host, settings.http_port)
+    try:
+        collector = Collector(settings)
+    except StoreOpenError as exc:
+        http_socket.close()
+        raise SystemExit(str(exc)) from None
     collector.start()
     await asyncio.wrap_future(collector.writer.run(lambda conn: record_start(conn, settings)))
     app = build_app(collector)
@@ -71,8 +80,11 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     # The collector handles SIGTERM/SIGINT itself, to shut gRPC, HTTP and the writer in order.
     setattr(http, "install_signal_handlers", lambda: None)  # noqa: B010
     try:
-        grpc_server = build_grpc_server(collector, f"{settings.host}:{settings.grpc_port}")
+        grpc_server, grpc_port = build_grpc_server(
+            collector, f"{_bracketed(settings.host)}:{settings.grpc_port}"
+        )
     except SystemExit:
+        http_socket.close()
         collector.close()
         raise
     await grpc_server.start()
@@ -83,7 +95,7 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    http_task = asyncio.create_task(http.serve())
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
     tasks = [asyncio.ensure_future(t) for f in _task_factories for t in f(collector)]
     while not http.started and not http_task.done():
         await asyncio.sleep(0.02)
@@ -93,12 +105,13 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
         gc.unfreeze()  # see below
         http_task.result()
         raise SystemExit(f"could not start HTTP on {settings.host}:{settings.http_port}")
+    host = _bracketed(settings.host)
     log.warning(
         "sagalens collector: OTLP/HTTP and API on http://%s:%d, OTLP/gRPC on %s:%d, store %s",
-        settings.host,
-        settings.http_port,
-        settings.host,
-        settings.grpc_port,
+        host,
+        http_socket.getsockname()[1],
+        host,
+        grpc_port,
         settings.db,
     )
     if ready is not None:
@@ -117,6 +130,30 @@ async def serve(settings: Settings, ready: Callable[[], None] | None = None) -> 
     # whatever of theirs outlives it as leaked).
     gc.unfreeze()
     log.warning("sagalens collector: stopped, store closed")
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on ``host:port``, or SystemExit saying why there is none."""
+    where = f"{_bracketed(host)}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SystemExit(f"could not start HTTP on {where}: {reason}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"could not start HTTP on {where}: {exc.strerror or exc}") from None
+    return sock
 
 
 def record_start(conn: Any, settings: Settings) -> None:

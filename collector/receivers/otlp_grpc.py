@@ -86,7 +86,7 @@ def _handler(
     return export
 
 
-def build_grpc_server(collector: Collector, address: str) -> grpc.aio.Server:
+def build_grpc_server(collector: Collector, address: str) -> tuple[grpc.aio.Server, int]:
     """A gRPC server for both OTLP services; messages over the body limit get RESOURCE_EXHAUSTED."""
     server = grpc.aio.server(
         options=[
@@ -127,4 +127,4 @@ def build_grpc_server(collector: Collector, address: str) -> grpc.aio.Server:
         bound = 0
     if not bound:
         raise SystemExit(f"could not start OTLP/gRPC on {address}: the port is in use or invalid")
-    return server
+    return server, bound

@@ -328,6 +328,8 @@ def prepare_batch(batch: RecordBatch) -> PreparedBatch:
         prepared.logs = _table(logs, LOG_COLUMNS, False, out, "log record")
     if events:
         prepared.events = _table(events, EVENT_COLUMNS, False, out, "event")
+    # an item refused here is a rejection, not a duplicate of something stored
+    prepared.received -= len(out) - len(batch.rejections)
     return prepared
 
 
@@ -344,6 +346,7 @@ def prepare_span_columns(spans: SpanColumns) -> PreparedBatch:
         keys = list(zip(columns["trace_id"], columns["span_id"], strict=True))
         if kept_rows is not None:
             keys = [keys[i] for i in kept_rows]
+            prepared.received = len(kept_rows)
         rows = list(range(len(keys)))
         kept = _unique(rows, keys.__getitem__)
         if kept is not rows:

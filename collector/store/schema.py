@@ -248,6 +248,29 @@ def stored_version(conn: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+def writable_problem(conn: duckdb.DuckDBPyConnection, path: str) -> str:
+    """Why the collector must not write to a store, or "" when it may migrate and write it."""
+    version = stored_version(conn)
+    if version > LATEST_VERSION:
+        return readable_problem(version, path)
+    if version == 0:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
+        if tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            return (
+                f"{path} is a DuckDB file of something else (it holds {shown} and no "
+                "schema_migrations); sagalens keeps its records in a file of its own: give --db "
+                "a new path"
+            )
+    return ""
+
+
 def readable_problem(version: int, path: str) -> str:
     """Why a store opened read-only cannot be browsed by this sagalens, or "" when it can."""
     if version == LATEST_VERSION:

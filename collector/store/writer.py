@@ -33,7 +33,7 @@ from collector.store.columns import (
     PreparedBatch,
     prepare_batch,
 )
-from collector.store.schema import MIGRATIONS, stored_version
+from collector.store.schema import MIGRATIONS, stored_version, writable_problem
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,14 @@ class OverloadedError(StoreError):
     def __init__(self, retry_after: float = 1.0) -> None:
         super().__init__(f"write queue full; retry after {retry_after:g}s")
         self.retry_after = retry_after
+
+
+class StoreOpenError(StoreError):
+    """The store file cannot be opened for writing (locked, corrupt, foreign, a directory)."""
+
+    def __init__(self, message: str, locked: bool = False) -> None:
+        super().__init__(message)
+        self.locked = locked  # another process holds the file
 
 
 class ClosedError(StoreError):
@@ -122,6 +130,33 @@ def migrate(conn: duckdb.DuckDBPyConnection, upto: int | None = None) -> int:
             raise
         current = version
     return current
+
+
+def open_store(
+    path: str, memory_limit: str, checkpoint_threshold: str
+) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` read-write, or raise StoreOpenError saying why it cannot be the store."""
+    if not path or path == ":memory:":
+        # DuckDB would run in memory and lose everything at shutdown
+        raise StoreOpenError("the store must be a file: give --db a path")
+    if os.path.isdir(path):
+        raise StoreOpenError(f"could not open the store {path}: it is a directory")
+    try:
+        conn = duckdb.connect(
+            path,
+            config={"memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold},
+        )
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():
+            raise StoreOpenError(
+                f"{path} is in use by another process (a running collector?): {exc}", locked=True
+            ) from None
+        raise StoreOpenError(f"could not open the store {path}: {exc}") from None
+    problem = writable_problem(conn, path)
+    if problem:
+        conn.close()
+        raise StoreOpenError(problem)
+    return conn
 
 
 def last_ingested_ns(conn: duckdb.DuckDBPyConnection) -> int:
@@ -321,10 +356,7 @@ class Writer:
         # rewrote the partly filled row groups again: it halved the writer's throughput.
         # Large inserts go straight to the database file, so a 128 MB threshold still
         # leaves a small write-ahead log to replay after a crash (0.1 s for 250k spans).
-        self.conn = duckdb.connect(
-            path,
-            config={"memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold},
-        )
+        self.conn = open_store(path, memory_limit, checkpoint_threshold)
         self.schema_version = migrate(self.conn)
         # Each commit stamps its rows later than any before, even if the clock went back
         # while the collector was down: the analysis reads its backlog in that order.

@@ -187,3 +187,39 @@ def test_import_via_collector(tmp_path: Path, files: list[Path]) -> None:
         assert "events.json:1: event 3: missing required" in result.output
         counts = c.counts()
         assert (counts["spans"], counts["logs"], counts["events"]) == (6, 1, 4)
+
+
+def test_a_value_no_column_holds_costs_its_own_line(tmp_path: Path) -> None:
+    # Decoding accepts a start time beyond 64 bits from JSON; only the store cannot hold it.
+    rng = random.Random(3)
+    trace = f"{rng.getrandbits(128):032x}"
+    too_late = _span(rng, trace, "charge_payment", 0) | {"startTimeUnixNano": str(2**70)}
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                _traces_line([_span(rng, trace, "reserve_inventory", 0)]),
+                _traces_line([too_late, _span(rng, trace, "ship_order", 20)]),
+                _traces_line([_span(rng, trace, "complete", 30)]),
+            ]
+        )
+    )
+    db = tmp_path / "s.duckdb"
+    result = CliRunner().invoke(main, ["import", str(path), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "stored 3, duplicates 0, rejected 1" in result.output
+    assert f"export.jsonl:2: span rejected: start_ns {2**70} is out of range" in result.output
+    with duckdb.connect(str(db), read_only=True) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM spans").fetchall()}
+        sources = conn.execute("SELECT source FROM rejections").fetchall()
+    assert names == {"reserve_inventory", "ship_order", "complete"}
+    assert sources == [("import:export.jsonl:2",)]
+
+
+def test_an_import_with_every_line_rejected_fails(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not json\nnor this\n")
+    result = CliRunner().invoke(main, ["import", str(path), "--db", str(tmp_path / "s.duckdb")])
+    assert result.exit_code == 1
+    assert "notes.txt:2: not valid JSON" in result.output
+    assert "nothing was imported: every line was rejected" in result.output
