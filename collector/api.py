@@ -30,14 +30,23 @@ def error(status: int, message: str) -> Response:
     return _JSON({"error": message}, status_code=status)
 
 
-def _int(params: Any, name: str, default: int) -> int:
+# Beyond this an offset is past any store and no longer fits DuckDB's 64-bit integers.
+MAX_OFFSET = 2**62
+
+
+def _int(params: Any, name: str, default: int, low: int, high: int) -> int:
     raw = params.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw) if str(raw).isascii() else None
     except ValueError:
-        raise QueryError(f"{name} must be an integer, got {raw!r}") from None
+        value = None
+    if value is None:
+        raise QueryError(f"{name} must be an integer, got {raw!r}")
+    if not low <= value <= high:
+        raise QueryError(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -68,17 +77,23 @@ def parse_time_ns(raw: str | None, name: str) -> int:
     """Accept integer ns since the epoch or an ISO 8601 time."""
     if not raw:
         return 0
-    if raw.isdigit():
-        return int(raw)
-    from datetime import datetime
+    if raw.isascii() and raw.isdigit():
+        ns = int(raw)
+    else:
+        from datetime import datetime
 
-    try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"{name} must be ns since the epoch or ISO 8601, got {raw!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1e9)
+        try:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise QueryError(
+                f"{name} must be ns since the epoch or ISO 8601, got {raw!r}"
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        ns = int(dt.timestamp() * 1e9)
+    if not 0 <= ns < 2**63:
+        raise QueryError(f"{name} must lie between 1970 and 2262, got {raw!r}")
+    return ns
 
 
 def saga_filter_from_params(params: Any) -> SagaFilter:
@@ -98,10 +113,18 @@ def saga_filter_from_params(params: Any) -> SagaFilter:
         q=params.get("q") or "",
         after=params.get("after") or "",
         sort=params.get("sort") or "started",
-        descending=(params.get("order") or "desc").lower() != "asc",
-        limit=_int(params, "limit", 50),
-        offset=_int(params, "offset", 0),
+        descending=_order(params.get("order")),
+        limit=_int(params, "limit", 50, 1, 1000),
+        offset=_int(params, "offset", 0, 0, MAX_OFFSET),
     )
+
+
+def _order(raw: str | None) -> bool:
+    """Whether ``order`` asks for descending order (the default)."""
+    order = (raw or "desc").lower()
+    if order not in ("asc", "desc"):
+        raise QueryError(f"order must be asc or desc, got {raw!r}")
+    return order == "desc"
 
 
 def saga_page(reader: Reader, params: Any) -> dict[str, Any]:
@@ -178,8 +201,8 @@ def api_routes(collector: Collector) -> list[Route]:
             kind=q.get("kind", ""),
             saga_key=q.get("saga", ""),
             include_acknowledged=_flag(q, "all"),
-            limit=_int(q, "limit", 100),
-            offset=_int(q, "offset", 0),
+            limit=_int(q, "limit", 100, 1, 1000),
+            offset=_int(q, "offset", 0, 0, MAX_OFFSET),
         )
         return {"findings": rows, "total": total}
 
@@ -203,7 +226,8 @@ def api_routes(collector: Collector) -> list[Route]:
         return result
 
     def rejections(reader: Reader, request: Request) -> Any:
-        return {"rejections": reader.rejections(_int(request.query_params, "limit", 100))}
+        limit = _int(request.query_params, "limit", 100, 1, 1000)
+        return {"rejections": reader.rejections(limit)}
 
     async def read_json(request: Request) -> dict[str, Any]:
         try:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector as MetricsSource
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -149,4 +150,16 @@ def build_app(collector: Collector) -> Starlette:
     from collector.receivers.extra import extra_routes
 
     routes.extend(extra_routes(collector))
-    return Starlette(routes=routes)
+    api_paths = sorted({r.path.replace(":path", "") for r in routes if r.path.startswith("/api/")})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """An unknown path or method: JSON like every other API answer, plain text elsewhere."""
+        assert isinstance(exc, HTTPException)
+        if not request.url.path.startswith("/api/"):
+            return Response(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        message = f"{exc.detail}: {request.method} {request.url.path}"
+        if exc.status_code == 404:
+            message += f"; the query API has {', '.join(api_paths)}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -40,26 +40,51 @@ class ApiSource:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._collector: bool | None = None  # see _is_collector
 
     def describe(self) -> str:
         return f"collector {self.url}"
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    def _get(
+        self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False
+    ) -> Any:
+        """The API's JSON answer; None for a 404 when ``missing_ok`` (an unknown saga)."""
         try:
             r = self.http.get(
                 path, params={k: v for k, v in (params or {}).items() if v not in (None, "")}
             )
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach the collector at {self.url}: {exc}") from exc
-        if r.status_code == 404:
+        if r.status_code == 404 and missing_ok and self._is_collector():
             return None
         if r.status_code >= 400:
+            if not self._is_collector():
+                raise SourceError(self._not_a_collector(f"GET {path} answered {r.status_code}"))
             try:
                 message = r.json().get("error", r.text)
-            except ValueError:
+            except (ValueError, AttributeError):
                 message = r.text
-            raise SourceError(f"collector answered {r.status_code}: {message}")
-        return r.json()
+            raise SourceError(f"collector answered {r.status_code}: {message[:500]}")
+        try:
+            return r.json()
+        except ValueError:
+            raise SourceError(self._not_a_collector(f"GET {path} did not answer JSON")) from None
+
+    def _is_collector(self) -> bool:
+        """Whether the URL is a sagalens collector's base: its /healthz says so."""
+        if self._collector is None:
+            try:
+                health = self.http.get("/healthz").json()
+                self._collector = isinstance(health, dict) and "schema_version" in health
+            except (httpx.HTTPError, ValueError):
+                self._collector = False
+        return self._collector
+
+    def _not_a_collector(self, what: str) -> str:
+        return (
+            f"{self.url} is not a sagalens collector ({what}); give --collector the "
+            "collector's base URL, e.g. http://127.0.0.1:4318"
+        )
 
     def list_sagas(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(self._get("/api/v1/sagas", params))
@@ -70,8 +95,13 @@ class ApiSource:
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach the collector at {self.url}: {exc}") from exc
         if r.status_code >= 400:
-            raise SourceError(f"collector answered {r.status_code}: {r.text}")
-        return r.json()
+            if not self._is_collector():
+                raise SourceError(self._not_a_collector(f"POST {path} answered {r.status_code}"))
+            raise SourceError(f"collector answered {r.status_code}: {r.text[:500]}")
+        try:
+            return r.json()
+        except ValueError:
+            raise SourceError(self._not_a_collector(f"POST {path} did not answer JSON")) from None
 
     def record_action(self, actor: str, action: str, details: dict[str, Any]) -> bool:
         """Append to the collector's audit log."""
@@ -94,7 +124,9 @@ class ApiSource:
     def get_saga(self, key: str, records: bool = True) -> dict[str, Any] | None:
         from urllib.parse import quote
 
-        found = self._get(f"/api/v1/sagas/{quote(key, safe='')}", {"records": int(records)})
+        found = self._get(
+            f"/api/v1/sagas/{quote(key, safe='')}", {"records": int(records)}, missing_ok=True
+        )
         return dict(found) if found is not None else None
 
     def list_findings(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -207,23 +207,44 @@ def test_open_saga_becomes_stalled_without_new_records(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "status", "fragment"),
+    ("path", "query", "fragment"),
     [
-        ({"status": "nonsense"}, 400, "unknown status"),
-        ({"sort": "colour"}, 400, "unknown sort"),
-        ({"limit": "0"}, 400, "limit"),
-        ({"limit": "x"}, 400, "integer"),
-        ({"finding": "bogus"}, 400, "unknown finding kind"),
-        ({"from": "yesterday"}, 400, "ISO 8601"),
-        ({"details": "please"}, 400, "details must be 1 or 0"),
+        ("sagas", {"status": "nonsense"}, "unknown status"),
+        ("sagas", {"sort": "colour"}, "unknown sort"),
+        ("sagas", {"limit": "0"}, "limit must be between 1 and 1000, got 0"),
+        ("sagas", {"limit": "x"}, "integer"),
+        ("sagas", {"limit": "\u00b2"}, "limit must be an integer"),
+        ("sagas", {"offset": str(2**64)}, "offset must be between 0 and"),
+        ("sagas", {"offset": "-1"}, "offset must be between 0 and"),
+        ("sagas", {"order": "bogus"}, "order must be asc or desc, got 'bogus'"),
+        ("sagas", {"finding": "bogus"}, "unknown finding kind"),
+        ("sagas", {"from": "yesterday"}, "ISO 8601"),
+        ("sagas", {"from": "\u00b2"}, "ISO 8601"),
+        ("sagas", {"to": str(2**64)}, "to must lie between 1970 and 2262"),
+        ("sagas", {"from": "9999-01-01"}, "from must lie between 1970 and 2262"),
+        ("sagas", {"details": "please"}, "details must be 1 or 0"),
+        ("findings", {"offset": "-1"}, "offset must be between 0 and"),
+        ("findings", {"limit": "5000"}, "limit must be between 1 and 1000"),
+        ("rejections", {"limit": "-1"}, "limit must be between 1 and 1000, got -1"),
+        ("rejections", {"limit": str(2**70)}, "limit must be between 1 and 1000"),
     ],
 )
 def test_api_rejects_bad_filters_clearly(
-    collector: RunningCollector, query: dict[str, str], status: int, fragment: str
+    collector: RunningCollector, path: str, query: dict[str, str], fragment: str
 ) -> None:
-    r = httpx.get(collector.url + "/api/v1/sagas", params=query)
-    assert r.status_code == status
+    r = httpx.get(f"{collector.url}/api/v1/{path}", params=query)
+    assert r.status_code == 400
     assert fragment in r.json()["error"]
+
+
+def test_api_answers_an_unknown_path_or_method_in_json(collector: RunningCollector) -> None:
+    missing = httpx.get(collector.url + "/api/v1/saga")
+    assert missing.status_code == 404
+    assert "Not Found: GET /api/v1/saga; the query API has " in missing.json()["error"]
+    assert "/api/v1/sagas/{key}," in missing.json()["error"]
+    wrong = httpx.delete(collector.url + "/api/v1/sagas")
+    assert wrong.status_code == 405 and "Method Not Allowed" in wrong.json()["error"]
+    assert wrong.headers["allow"] == "GET, HEAD"
 
 
 def test_saga_pages_with_details_match_each_saga_and_the_file_read_offline(
