@@ -198,6 +198,18 @@ def parse_tap(entry: Any, index: int = 0) -> TapConfig:
     bootstrap = _str(entry, "bootstrap", where)
     if not bootstrap:
         raise TapConfigError(f"{where} (kafka): 'bootstrap' is required (host:port[,host:port])")
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if (
+            not host.strip("[]")
+            or not port.isascii()
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+        ):
+            raise TapConfigError(
+                f"{where} (kafka): 'bootstrap' must be host:port[,host:port], "
+                f"got {server.strip()!r} in {bootstrap!r}"
+            )
     topics = _names(entry, "topics", "topic", where)
     if not topics:
         raise TapConfigError(f"{where} (kafka): 'topics' is required")

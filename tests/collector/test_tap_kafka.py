@@ -13,7 +13,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 
 from collector.receivers.kafka import decode_records
-from collector.receivers.taps import parse_tap
+from collector.receivers.taps import TapConfigError, parse_tap
 from tests.conftest import running_collector, wait_for
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -137,3 +137,26 @@ def test_live_kafka_tap(tmp_path: Path) -> None:
         tmp_path, "--tap", f"kafka://{bootstrap}?topic={topic}&group={topic}"
     ) as c:
         wait_for(lambda: c.counts()["events"] == 2, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "ok"),
+    [
+        ("127.0.0.1:9092", True),
+        ("a:9092, b:9093", True),
+        ("[::1]:9092", True),
+        (":::", False),
+        ("broker", False),
+        ("broker:", False),
+        (":9092", False),
+        ("broker:99999", False),
+        ("a:9092,", False),
+    ],
+)
+def test_bootstrap_must_be_host_port_pairs(bootstrap: str, ok: bool) -> None:
+    entry = {"kind": "kafka", "bootstrap": bootstrap, "topics": ["orders"]}
+    if ok:
+        assert parse_tap(entry).bootstrap == bootstrap
+    else:
+        with pytest.raises(TapConfigError, match="'bootstrap' must be host:port"):
+            parse_tap(entry)
