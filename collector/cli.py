@@ -765,6 +765,8 @@ def report_cmd(
     cfg = _load_config(config)
     try:
         from_ns, to_ns = parse_time_ns(from_, "--from"), parse_time_ns(to, "--to")
+        if from_ns and to_ns and from_ns > to_ns:
+            raise click.UsageError("--from is later than --to: the period would hold nothing")
         if no_redaction:
             rules = RedactionRules.disabled()
         elif "redaction" in cfg:

@@ -65,6 +65,8 @@ def build_saga_where(f: SagaFilter) -> tuple[str, list[Any]]:
     if f.service:
         clauses.append("list_contains(services, ?)")
         params.append(f.service)
+    if f.from_ns and f.to_ns and f.from_ns > f.to_ns:
+        raise QueryError("from is later than to: the period would hold nothing")
     if f.from_ns:
         # A saga is in the range when it overlaps it.
         clauses.append("greatest(ended_ns, last_progress_ns) >= ?")

@@ -135,3 +135,15 @@ def test_audit_log_export_refuses_a_scope(tmp_path: Path, flags: list[str]) -> N
     named = ", ".join(f for f in flags if f.startswith("--"))
     assert f"{named} cannot be used with --format audit-log" in result.output
     assert not out.exists()
+
+
+def test_a_report_period_that_ends_before_it_starts_is_refused(tmp_path: Path) -> None:
+    store = audit_store(tmp_path / "store.duckdb")
+    out = tmp_path / "r.json"
+    period = ["--from", "2026-01-02", "--to", "2026-01-01"]
+    result = CliRunner().invoke(
+        main, ["report", "--db", str(store), "--format", "json", "--out", str(out), *period]
+    )
+    assert result.exit_code == 2
+    assert "--from is later than --to" in result.output
+    assert not out.exists()

@@ -223,6 +223,7 @@ def test_open_saga_becomes_stalled_without_new_records(tmp_path: Path) -> None:
         ("sagas", {"to": str(2**64)}, "to must lie between 1970 and 2262"),
         ("sagas", {"from": "9999-01-01"}, "from must lie between 1970 and 2262"),
         ("sagas", {"details": "please"}, "details must be 1 or 0"),
+        ("sagas", {"from": "2026-01-02", "to": "2026-01-01"}, "from is later than to"),
         ("findings", {"offset": "-1"}, "offset must be between 0 and"),
         ("findings", {"limit": "5000"}, "limit must be between 1 and 1000"),
         ("rejections", {"limit": "-1"}, "limit must be between 1 and 1000, got -1"),
