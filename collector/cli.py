@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -360,38 +361,37 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def _wait_dashboard(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+def _wait_started(
+    name: str, url: str, proc: subprocess.Popen[bytes], ours: Callable[[Any], bool], timeout: float
+) -> None:
+    """Wait until ``url`` answers 200 and ``ours(response)``, while ``proc`` runs."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise click.ClickException("the dashboard exited during start-up (see above)")
+            raise click.ClickException(f"the {name} exited during start-up (see above)")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise click.ClickException(f"the dashboard did not start on port {port}")
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise click.ClickException("the collector exited during start-up (see above)")
-        try:
-            # another collector may answer on the port while this one fails to bind it
-            health = httpx.get(f"{url}/healthz", timeout=1)
-            if health.status_code == 200 and health.json().get("pid") == proc.pid:
+            answer = httpx.get(url, timeout=1)
+            if answer.status_code == 200 and ours(answer):
                 return
         except (httpx.HTTPError, ValueError, AttributeError):
             pass
         time.sleep(0.2)
-    raise click.ClickException(f"the collector did not become healthy at {url}")
+    raise click.ClickException(f"the {name} did not start at {url}")
+
+
+def _wait_dashboard(port: int, proc: subprocess.Popen[bytes]) -> None:
+    url = f"http://127.0.0.1:{port}/_stcore/health"
+    _wait_started("dashboard", url, proc, lambda _: True, timeout=90)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
+    def ours(health: Any) -> bool:
+        # another collector may answer on the port while this one fails to bind it
+        return bool(health.json().get("pid") == proc.pid)
+
+    _wait_started("collector", f"{url}/healthz", proc, ours, timeout=30)
 
 
 DEMO_GUIDE = """\
