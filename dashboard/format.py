@@ -94,6 +94,11 @@ def format_duration(ns: float | int | None) -> str:
     return f"{days}d {hours}h"
 
 
+def count_label(n: int, singular: str, plural: str = "") -> str:
+    """'1 saga', '2 sagas', '1,024 entries': a count with its noun in the right number."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+
+
 def ns_to_datetime(ns: int | None) -> datetime | None:
     """UTC datetime for ns since the epoch (microsecond precision); None for 0/None."""
     if not ns:

@@ -11,7 +11,14 @@ import streamlit as st
 
 from collector.client import SourceError
 from dashboard import data
-from dashboard.format import STATUS_LABELS, display_key, format_duration, shorten, status_label
+from dashboard.format import (
+    STATUS_LABELS,
+    count_label,
+    display_key,
+    format_duration,
+    shorten,
+    status_label,
+)
 
 REFRESH_SECONDS = 10
 _BADGE = {
@@ -118,7 +125,7 @@ def analysis_notice(analysis: dict[str, Any] | None) -> None:
     if not waiting:
         return
     behind_s = float(analysis.get("behind_s", 0.0))
-    text = f"{waiting:,} stored trace{'' if waiting == 1 else 's'} not analysed yet"
+    text = f"{count_label(waiting, 'stored trace')} not analysed yet"
     if behind_s >= 10:
         st.warning(
             f"**Analysis is behind ingest**: {text}, spanning "

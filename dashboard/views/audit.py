@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import data, ui
 from dashboard.export import export_audit_log_zip
-from dashboard.format import audit_details, format_time
+from dashboard.format import audit_details, count_label, format_time
 
 LIMIT = 1000
 
@@ -24,15 +24,16 @@ def verdict(log: dict[str, Any]) -> None:
     entries, problems = log["entries"], log["problems"]
     if not log["verified"]:
         st.error(
-            f"**The audit log does not verify.** {len(problems)} problem(s) in its hash chain; "
+            f"**The audit log does not verify.** {count_label(len(problems), 'problem')} in its "
+            "hash chain; "
             "entries were altered, removed or reordered after they were written:\n\n"
             + "\n".join(f"- {p}" for p in problems),
             icon=":material/gpp_bad:",
         )
     elif entries:
         st.success(
-            f"**The audit log verifies.** {len(entries):,} "
-            f"{'entry' if len(entries) == 1 else 'entries'}, intact and linked from the first "
+            f"**The audit log verifies.** {count_label(len(entries), 'entry', 'entries')}, "
+            "intact and linked from the first "
             f"one; chain head `{entries[-1]['hash'][:16]}…`",
             icon=":material/verified_user:",
         )

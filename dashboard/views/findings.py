@@ -5,7 +5,14 @@ from typing import Any
 import streamlit as st
 
 from dashboard import data, ui
-from dashboard.format import SEVERITY_ICONS, display_key, finding_label, format_time, shorten
+from dashboard.format import (
+    SEVERITY_ICONS,
+    count_label,
+    display_key,
+    finding_label,
+    format_time,
+    shorten,
+)
 
 PER_KIND = 25
 LIMIT = 1000
@@ -42,7 +49,7 @@ def body() -> None:
     for f in rows:
         groups.setdefault(f["kind"], []).append(f)
     st.caption(
-        f"{result['total']:,} open findings"
+        count_label(result["total"], "open finding")
         + (f" (newest {LIMIT} shown)" if result["total"] > LIMIT else "")
     )
     for kind, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import data, figures, ui
-from dashboard.format import PROBLEM_STATUSES, format_duration, type_label
+from dashboard.format import PROBLEM_STATUSES, count_label, format_duration, type_label
 
 st.title("Overview")
 ui.sidebar()
@@ -81,7 +81,7 @@ def body() -> None:
     if worst["total"] > len(worst["sagas"]):
         st.page_link(
             ui.SAGAS_PAGE,
-            label=f"All {worst['total']:,} problem sagas →",
+            label=f"All {count_label(worst['total'], 'problem saga')} →",
             query_params={"status": ",".join(PROBLEM_STATUSES)},
         )
 

@@ -10,6 +10,7 @@ from dashboard import data, ui
 from dashboard.export import MIME, export_period_zip
 from dashboard.format import (
     NS_PER_S,
+    count_label,
     display_key,
     finding_label,
     format_duration,
@@ -110,10 +111,11 @@ def body() -> None:
             ui.empty_store_hint()
         return
     pages = math.ceil(total / PAGE_SIZE)
+    matching = f"{count_label(total, 'saga')} {'matches' if total == 1 else 'match'}"
     st.caption(
-        f"{total:,} sagas match · page {page} of {pages} · newest data every {ui.REFRESH_SECONDS} s"
+        f"{matching} · page {page} of {pages} · newest data every {ui.REFRESH_SECONDS} s"
         if ui.refresh_every()
-        else f"{total:,} sagas match"
+        else matching
     )
     table = [
         {

@@ -109,7 +109,7 @@ PAGES = [  # (name, path, texts that must be visible)
         "/",
         ["Overview", "Stalled", "Never undone", "Worst offenders", "order-1004"],
     ),
-    ("sagas", "/sagas?status=compensation_missing", ["Sagas", "1 sagas match"]),
+    ("sagas", "/sagas?status=compensation_missing", ["Sagas", "1 saga matches"]),
     ("saga-stalled", "/saga?key=" + quote("saga.id:order-1004"), ["Waiting since", "Stall"]),
     (
         "saga-missing",

@@ -1,4 +1,4 @@
-"""Display helpers of the audit log page."""
+"""Pure display helpers: audit details, counted nouns, durations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dashboard.format import audit_details
+from dashboard.format import audit_details, count_label
 
 DIGEST = "4499cce6d085560e85da795a5c99ab02a4fe09ebce7cff600b46bdd355bcf520"
 
@@ -40,3 +40,18 @@ DIGEST = "4499cce6d085560e85da795a5c99ab02a4fe09ebce7cff600b46bdd355bcf520"
 )
 def test_audit_details(details: dict[str, Any], text: str) -> None:
     assert audit_details(details) == text
+
+
+@pytest.mark.parametrize(
+    ("n", "singular", "plural", "text"),
+    [
+        (0, "saga", "", "0 sagas"),
+        (1, "saga", "", "1 saga"),
+        (2, "saga", "", "2 sagas"),
+        (1, "entry", "entries", "1 entry"),
+        (1234, "entry", "entries", "1,234 entries"),
+        (1, "open finding", "", "1 open finding"),
+    ],
+)
+def test_count_label(n: int, singular: str, plural: str, text: str) -> None:
+    assert count_label(n, singular, plural) == text
