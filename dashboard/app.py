@@ -14,12 +14,21 @@ ICON = (
 st.set_page_config(page_title="sagalens", page_icon=ICON, layout="wide")
 st.navigation(
     [
+        # The overview is the app's root page, and /overview opens it too: Streamlit serves
+        # the default page only at "/", so a hidden second entry answers the named path.
+        st.Page(
+            "views/overview.py",
+            title="Overview",
+            icon=":material/dashboard:",
+            url_path="",
+            default=True,
+        ),
         st.Page(
             "views/overview.py",
             title="Overview",
             icon=":material/dashboard:",
             url_path="overview",
-            default=True,
+            visibility="hidden",
         ),
         st.Page("views/sagas.py", title="Sagas", icon=":material/list:", url_path="sagas"),
         st.Page("views/saga.py", title="Saga detail", icon=":material/timeline:", url_path="saga"),

@@ -109,6 +109,7 @@ PAGES = [  # (name, path, texts that must be visible)
         "/",
         ["Overview", "Stalled", "Never undone", "Worst offenders", "order-1004"],
     ),
+    ("overview-path", "/overview", ["Overview", "Never undone", "Worst offenders"]),
     ("sagas", "/sagas?status=compensation_missing", ["Sagas", "1 saga matches"]),
     ("saga-stalled", "/saga?key=" + quote("saga.id:order-1004"), ["Waiting since", "Stall"]),
     (
@@ -144,6 +145,8 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
                 page.goto(dashboard + path)
                 for text in texts:
                     expect(page.get_by_text(text).first).to_be_visible(timeout=15_000)
+                # every path opens its own page, not Streamlit's fallback to the main one
+                expect(page.get_by_text("Page not found")).to_have_count(0)
                 if name.startswith("saga-") or name == "flow":
                     expect(page.locator(".js-plotly-plot .point").first).to_be_visible(
                         timeout=15_000
