@@ -217,7 +217,8 @@ def api_routes(collector: Collector) -> list[Route]:
         return {"counts": reader.counts(), "status": reader.status_counts()}
 
     def overview(reader: Reader, request: Request) -> Any:
-        return reader.overview()
+        # The ports this collector listens on, for the dashboard's "where to send" hint.
+        return {**reader.overview(), "ingest": {"grpc_port": collector.settings.grpc_port}}
 
     def flow(reader: Reader, request: Request) -> Any:
         saga_type = request.path_params["saga_type"]

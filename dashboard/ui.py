@@ -98,14 +98,16 @@ def live_fragment(body: Callable[[], None]) -> None:
     st.fragment(body, run_every=refresh_every())()
 
 
-def empty_store_hint() -> None:
-    """What to do when nothing has arrived yet."""
+def empty_store_hint(overview: dict[str, Any] | None = None) -> None:
+    """What to do when nothing has arrived yet; ``overview`` names the collector's ports."""
     s = data.settings()
     if s.collector:
         host = urlsplit(s.collector).hostname or "127.0.0.1"
+        grpc_port = ((overview or {}).get("ingest") or {}).get("grpc_port")
+        grpc = f"{host}:{grpc_port}" if grpc_port else "the collector's OTLP/gRPC port"
         st.info(
             f"**No sagas yet** — point your OTLP exporter at {s.collector} "
-            f"(HTTP, `/v1/traces`) or {host}:4317 (gRPC), or post CloudEvents to "
+            f"(HTTP, `/v1/traces`) or {grpc} (gRPC), or post CloudEvents to "
             f"{s.collector}/v1/events. Spans with `saga.id` / `saga.step` attributes "
             "show up here within a second.",
             icon=":material/inbox:",

@@ -11,9 +11,10 @@ st.title("Flow")
 ui.sidebar()
 s = data.settings()
 with ui.guarded():
-    types = data.overview(s)["types"]
+    ov = data.overview(s)
+types = ov["types"]
 if not types:
-    ui.empty_store_hint()
+    ui.empty_store_hint(ov)
     st.stop()
 wanted = st.query_params.get("type", types[0])
 saga_type = st.selectbox(

@@ -28,7 +28,7 @@ def body() -> None:
     counts, status = ov["counts"], ov["status"]
     ui.analysis_notice(ov.get("analysis"))
     if not counts["sagas"]:
-        ui.empty_store_hint()
+        ui.empty_store_hint(ov)
         st.caption(
             f"Stored so far: {counts['spans']} spans, {counts['events']} events, "
             f"{counts['logs']} logs, {counts['rejections']} rejected records."

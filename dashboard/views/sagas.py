@@ -108,7 +108,7 @@ def body() -> None:
             st.warning("No sagas match these filters.")
             st.page_link(ui.SAGAS_PAGE, label="Clear all filters")
         else:
-            ui.empty_store_hint()
+            ui.empty_store_hint(ov)
         return
     pages = math.ceil(total / PAGE_SIZE)
     matching = f"{count_label(total, 'saga')} {'matches' if total == 1 else 'match'}"

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard import data
 from dashboard.export import AUDIT_LOG_FILE, export_audit_log_zip, export_saga_zip
 from dashboard.report import verify
 from tests.conftest import RunningCollector, running_collector, wait_for
@@ -219,11 +220,16 @@ def test_export_report_zip(filled: RunningCollector) -> None:
 def test_empty_store_and_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with running_collector(tmp_path) as empty:
         at = _app(monkeypatch, empty.url)
+        # the hint names the ports this collector listens on, not the defaults
         assert "No sagas yet" in _text(at) and empty.url in _text(at)
+        assert f"{empty.grpc} (gRPC)" in _text(at) and ":4317" not in _text(at)
         at = _app(monkeypatch, empty.url, "views/flow.py")
-        assert "No sagas yet" in _text(at)
+        assert "No sagas yet" in _text(at) and f"{empty.grpc} (gRPC)" in _text(at)
+        at = _app(monkeypatch, empty.url, "views/sagas.py")
+        assert f"{empty.grpc} (gRPC)" in _text(at)
         at = _app(monkeypatch, empty.url, "views/findings.py")
         assert "No open findings" in _text(at)
+    data.clear()  # what the pages read while the collector ran stays cached for a few seconds
     at = _app(monkeypatch, empty.url, "views/sagas.py")
     assert "Cannot read saga data" in _text(at)
     assert not at.exception
