@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,7 @@ def saga_filter_from_params(params: Any) -> SagaFilter:
         descending=_order(params.get("order")),
         limit=_int(params, "limit", 50, 1, 1000),
         offset=_int(params, "offset", 0, 0, MAX_OFFSET),
+        now_ns=parse_time_ns(params.get("now"), "now") or time.time_ns(),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _RULE = re.compile(r"[a-z][a-z0-9_.]*")
@@ -99,6 +99,15 @@ def count_label(n: int, singular: str, plural: str = "") -> str:
     return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
 
 
+def duration_value(ns: int | None) -> timedelta | None:
+    """A duration for a table column, rounded as :func:`format_duration` rounds it: a number
+    the table sorts by, where the formatted text would sort '930 ms' after '1.3 s'."""
+    if ns is None or ns < 0:
+        return None
+    step = NS_PER_MS if ns < NS_PER_S else NS_PER_S // 10 if ns < 60 * NS_PER_S else NS_PER_S
+    return timedelta(microseconds=round(ns / step) * step // 1000)
+
+
 def ns_to_datetime(ns: int | None) -> datetime | None:
     """UTC datetime for ns since the epoch (microsecond precision); None for 0/None."""
     if not ns:
@@ -159,6 +168,20 @@ def duration_ns(start_ns: int, end_ns: int, now_ns: int = 0) -> int | None:
         return None
     end = end_ns or now_ns
     return end - start_ns if end else None
+
+
+OPEN_STATUSES = ("running", "stalled")
+
+
+def saga_duration_ns(saga: Mapping[str, Any], now_ns: int) -> int | None:
+    """How long a saga took, or has taken so far: a running or stalled one runs to ``now_ns``.
+
+    A saga that ended without a recorded end (e.g. no root span) lasted to its last record.
+    """
+    start, end = int(saga.get("started_ns") or 0), int(saga.get("ended_ns") or 0)
+    if not end and saga.get("status") not in OPEN_STATUSES:
+        end = int(saga.get("last_progress_ns") or 0)
+    return duration_ns(start, end, max(now_ns, int(saga.get("last_progress_ns") or 0)))
 
 
 def audit_details(details: Mapping[str, Any], limit: int = 200) -> str:

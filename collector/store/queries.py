@@ -24,7 +24,10 @@ class QueryError(ValueError):
 SAGA_SORTS = {
     "started": "started_ns",
     "last_progress": "last_progress_ns",
-    "duration": "(CASE WHEN ended_ns > 0 THEN ended_ns ELSE last_progress_ns END - started_ns)",
+    # A running or stalled saga's duration runs to now (the filter's now_ns, a parameter).
+    "duration": "(CASE WHEN ended_ns > 0 THEN ended_ns "
+    "WHEN status IN ('running', 'stalled') THEN greatest(?, last_progress_ns) "
+    "ELSE last_progress_ns END - started_ns)",
     "steps": "step_count",
     "findings": "finding_count",
     "type": "saga_type",
@@ -47,6 +50,7 @@ class SagaFilter:
     descending: bool = True
     limit: int = 50
     offset: int = 0
+    now_ns: int = 0  # the time open sagas' durations run to, for sorting by duration
 
 
 def build_saga_where(f: SagaFilter) -> tuple[str, list[Any]]:
@@ -105,7 +109,8 @@ def build_saga_list(f: SagaFilter) -> tuple[str, list[Any]]:
     where, params = build_saga_where(f)
     order = f"{SAGA_SORTS[f.sort]} {'DESC' if f.descending else 'ASC'}, saga_key"
     sql = f"SELECT * FROM sagas{where} ORDER BY {order} LIMIT ? OFFSET ?"
-    return sql, [*params, f.limit, f.offset]
+    order_params = [f.now_ns] if f.sort == "duration" else []
+    return sql, [*params, *order_params, f.limit, f.offset]
 
 
 # A step as readers see it: the saga's type is on the saga, and the step's successor is the

@@ -9,11 +9,13 @@ from dashboard import data, figures, ui
 from dashboard.export import MIME, export_saga_zip, report_file_name
 from dashboard.format import (
     KIND_NAMES,
+    OPEN_STATUSES,
     SEVERITY_ICONS,
     display_key,
     finding_label,
     format_duration,
     format_time,
+    saga_duration_ns,
     shorten,
     type_label,
 )
@@ -38,14 +40,17 @@ st.caption(f"`{shorten(key, 160)}`")
 def header(saga: dict[str, Any], now_ns: int) -> None:
     ui.badge(saga["status"])
     st.markdown(saga["explanation"] or "")
-    end = saga["ended_ns"] or saga["last_progress_ns"]
     st.caption(
         f"**{shorten(type_label(saga['saga_type']), 60)}** · started "
         f"{format_time(saga['started_ns'])} · services: "
         f"{shorten(', '.join(saga['services']), 200)}"
     )
     cols = st.columns(4)
-    cols[0].metric("Duration", format_duration(end - saga["started_ns"]))
+    cols[0].metric(
+        "Duration",
+        format_duration(saga_duration_ns(saga, now_ns)),
+        help="So far, for a running or stalled saga" if saga["status"] in OPEN_STATUSES else None,
+    )
     cols[1].metric("Steps", f"{saga['step_count']:,}")
     cols[2].metric("Services · traces", f"{len(saga['services'])} · {len(saga['trace_ids'])}")
     cols[3].metric("Open findings", len(saga["findings"]))

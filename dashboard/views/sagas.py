@@ -12,9 +12,10 @@ from dashboard.format import (
     NS_PER_S,
     count_label,
     display_key,
+    duration_value,
     finding_label,
-    format_duration,
     format_time,
+    saga_duration_ns,
     shorten,
     status_label,
     type_label,
@@ -103,6 +104,7 @@ def body() -> None:
     with ui.guarded():
         result = data.list_sagas(s, tuple(sorted(params.items())))
     rows, total = result["sagas"], result["total"]
+    now_ns = time.time_ns()  # running and stalled sagas' durations run to now
     if not total:
         if ov["counts"]["sagas"]:
             st.warning("No sagas match these filters.")
@@ -123,7 +125,8 @@ def body() -> None:
             "saga": shorten(display_key(r["saga_key"]), 60),
             "type": shorten(type_label(r["saga_type"]), 40),
             "started": format_time(r["started_ns"]),
-            "duration": format_duration((r["ended_ns"] or r["last_progress_ns"]) - r["started_ns"]),
+            # a number, so that sorting the table by this column orders durations, not text
+            "duration": duration_value(saga_duration_ns(r, now_ns)),
             "steps": r["step_count"],
             "findings": r["finding_count"],
             "services": ", ".join(r["services"] or []),
@@ -141,6 +144,7 @@ def body() -> None:
         column_config={
             "open": st.column_config.LinkColumn("open", display_text="timeline ↗"),
             "why": st.column_config.TextColumn("why", width="large"),
+            "duration": st.column_config.NumberColumn("duration", format="localized"),
         },
     )
     chosen = picked.selection.rows if picked else []

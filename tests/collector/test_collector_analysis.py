@@ -375,6 +375,34 @@ def test_build_saga_list_orders_and_pages() -> None:
         build_saga_list(SagaFilter(offset=-1))
 
 
+@pytest.mark.parametrize("descending", [True, False])
+def test_sorting_by_duration_runs_open_sagas_to_now(descending: bool) -> None:
+    import duckdb
+
+    from collector.store.queries import Reader
+    from collector.store.writer import migrate
+
+    conn = duckdb.connect()
+    migrate(conn)
+    now, sec = 10_000 * 10**9, 10**9
+    for key, status, started, ended, last in [
+        ("stalled-40m", "stalled", now - 2400 * sec, 0, now - 2399 * sec),  # 40 min so far
+        ("running-2m", "running", now - 120 * sec, 0, now - 119 * sec),  # 2 min so far
+        ("completed-10m", "completed", now - 900 * sec, now - 300 * sec, now - 300 * sec),
+        ("failed-5s", "failed", now - 60 * sec, 0, now - 55 * sec),  # ended, no end recorded
+    ]:
+        conn.execute(
+            "INSERT INTO sagas (saga_key, saga_type, status, started_ns, ended_ns, "
+            "last_progress_ns) VALUES (?, 'OrderSaga', ?, ?, ?, ?)",
+            [key, status, started, ended, last],
+        )
+    rows, _ = Reader(conn).list_sagas(
+        SagaFilter(sort="duration", descending=descending, now_ns=now)
+    )
+    longest_first = ["stalled-40m", "completed-10m", "running-2m", "failed-5s"]
+    assert [r["saga_key"] for r in rows] == (longest_first if descending else longest_first[::-1])
+
+
 def test_reading_every_saga_page_by_page_survives_sagas_stored_meanwhile() -> None:
     import duckdb
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from dashboard.format import audit_details, count_label
+from dashboard.format import NS_PER_S, audit_details, count_label, duration_value, saga_duration_ns
+
+SEC = NS_PER_S
 
 DIGEST = "4499cce6d085560e85da795a5c99ab02a4fe09ebce7cff600b46bdd355bcf520"
 
@@ -55,3 +58,46 @@ def test_audit_details(details: dict[str, Any], text: str) -> None:
 )
 def test_count_label(n: int, singular: str, plural: str, text: str) -> None:
     assert count_label(n, singular, plural) == text
+
+
+NOW = 1_000_000 * SEC
+
+
+@pytest.mark.parametrize(
+    ("saga", "duration"),
+    [
+        ({"status": "completed", "started_ns": NOW - 9 * SEC, "ended_ns": NOW - 2 * SEC}, 7),
+        # open sagas run to now, however long ago their last record was
+        (
+            {
+                "status": "stalled",
+                "started_ns": NOW - 2400 * SEC,
+                "last_progress_ns": NOW - 2399 * SEC,
+            },
+            2400,
+        ),
+        ({"status": "running", "started_ns": NOW - 3 * SEC, "last_progress_ns": NOW - SEC}, 3),
+        # ended without a recorded end: it lasted to its last record
+        ({"status": "failed", "started_ns": NOW - 60 * SEC, "last_progress_ns": NOW - 55 * SEC}, 5),
+        ({"status": "running", "started_ns": 0}, None),
+    ],
+)
+def test_saga_duration_ns(saga: dict[str, Any], duration: int | None) -> None:
+    got = saga_duration_ns(saga, NOW)
+    assert got == (duration * SEC if duration is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("ns", "value"),
+    [
+        (930_400_000, timedelta(milliseconds=930)),
+        (1_349_000_000, timedelta(seconds=1.3)),
+        (2400 * SEC + 434_567, timedelta(seconds=2400)),
+        (None, None),
+    ],
+)
+def test_duration_value_rounds_like_the_text_and_sorts_as_numbers(
+    ns: int | None, value: timedelta | None
+) -> None:
+    assert duration_value(ns) == value
+    assert duration_value(930 * 10**6) < duration_value(1300 * 10**6)  # type: ignore[operator]

@@ -125,6 +125,20 @@ def test_sagas_search_sort_and_share(
     assert "No sagas match these filters." in _text(at)
 
 
+def test_open_sagas_last_until_now_and_sort_by_it(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # order-1004 started 40 minutes ago and was last heard of a second later: still stalled.
+    at = _app(monkeypatch, filled.url, "views/sagas.py", sort="duration")
+    table = at.dataframe[0].value
+    assert table["saga"].iloc[0] == "order-1004"
+    stalled = table[table["saga"] == "order-1004"]["duration"].iloc[0]
+    assert stalled.total_seconds() >= 40 * 60
+    assert list(table["duration"]) == sorted(table["duration"], reverse=True)
+    at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1004"])
+    assert _metrics(at)["Duration"].startswith("40m ")
+
+
 def test_saga_detail_stalled(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1004"])
     assert not at.exception
