@@ -62,6 +62,15 @@ _default("f_window", qp.get("window", "") if qp.get("window", "") in WINDOWS els
 _default("f_sort", qp.get("sort", "started") if qp.get("sort", "") in SORTS else "started")
 _default("f_asc", qp.get("order", "desc") == "asc")
 
+FILTER_DEFAULTS = {
+    "f_q": "",
+    "f_status": [],
+    "f_type": [],
+    "f_service": "",
+    "f_finding": "",
+    "f_window": "",
+}
+
 c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
 c1.text_input("Search key or business key", key="f_q", placeholder="order-42, order.id=42 …")
 c2.multiselect("Status", SAGA_STATUSES, key="f_status", format_func=status_label)
@@ -95,6 +104,42 @@ if st.session_state.get("f_signature") != filters:
     st.session_state.f_page = int(qp.get("page", "1")) if "f_page" not in st.session_state else 1
 
 
+def _clear() -> None:
+    """Every filter back to showing all sagas (the sort order stays as chosen)."""
+    for name, value in FILTER_DEFAULTS.items():
+        st.session_state[name] = value
+    st.session_state.f_page = 1
+    for name in ("q", "status", "type", "service", "finding", "window", "page", "saga"):
+        if name in st.query_params:
+            del st.query_params[name]
+
+
+def _keep_selection(keys: list[str]) -> str:
+    """The selected saga's key, its row selected among ``keys`` (the rows about to be shown).
+
+    The table's own selection is a row number, which a refresh that brings new sagas would
+    point at another saga: it is read against the keys the table showed when it was made,
+    and moved to wherever that saga is now. A saga no longer listed is unselected.
+    """
+    state = st.session_state.get("table")
+    shown = st.session_state.get("table_keys")
+    if state is None or shown is None:  # the page's first run: a shared URL may name one
+        key = st.query_params.get("saga", "")
+    else:
+        rows = state["selection"]["rows"]
+        key = shown[rows[0]] if rows and rows[0] < len(shown) else ""
+    if key not in keys:
+        key = ""
+    selected = [keys.index(key)] if key else []
+    st.session_state.table = {"selection": {"rows": selected, "columns": [], "cells": []}}
+    st.session_state.table_keys = keys
+    if key:
+        st.query_params["saga"] = key
+    elif "saga" in st.query_params:
+        del st.query_params["saga"]
+    return key
+
+
 def body() -> None:
     params = {k: v for k, v in filters.items() if v and k != "window"}
     if filters["window"]:
@@ -108,7 +153,8 @@ def body() -> None:
     if not total:
         if ov["counts"]["sagas"]:
             st.warning("No sagas match these filters.")
-            st.page_link(ui.SAGAS_PAGE, label="Clear all filters")
+            if st.button("Clear all filters", icon=":material/filter_alt_off:", on_click=_clear):
+                st.rerun()  # the whole page: the filter widgets sit outside this fragment
         else:
             ui.empty_store_hint(ov)
         return
@@ -135,7 +181,8 @@ def body() -> None:
         }
         for r in rows
     ]
-    picked = st.dataframe(
+    key = _keep_selection([r["saga_key"] for r in rows])
+    st.dataframe(
         table,
         hide_index=True,
         on_select="rerun",
@@ -147,10 +194,6 @@ def body() -> None:
             "duration": st.column_config.NumberColumn("duration", format="localized"),
         },
     )
-    chosen = picked.selection.rows if picked else []
-    if chosen:
-        st.query_params["saga"] = rows[chosen[0]]["saga_key"]
-    key = st.query_params.get("saga", "")
     if key:
         st.page_link(
             ui.SAGA_PAGE,

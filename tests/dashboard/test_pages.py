@@ -18,7 +18,15 @@ from dashboard import data
 from dashboard.export import AUDIT_LOG_FILE, export_audit_log_zip, export_saga_zip
 from dashboard.report import verify
 from tests.conftest import RunningCollector, running_collector, wait_for
-from tests.dashboard.fixtures import EXPECTED_STATUS, UNICODE_KEY, sample_sagas
+from tests.dashboard.fixtures import (
+    EXPECTED_STATUS,
+    MIN,
+    UNICODE_KEY,
+    TraceBuilder,
+    compensated_saga,
+    completed_saga,
+    sample_sagas,
+)
 from tests.dashboard.reportdata import AUDIT_ENTRIES, audit_store
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -137,6 +145,60 @@ def test_open_sagas_last_until_now_and_sort_by_it(
     assert list(table["duration"]) == sorted(table["duration"], reverse=True)
     at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1004"])
     assert _metrics(at)["Duration"].startswith("40m ")
+
+
+def test_clear_all_filters_shows_every_saga_again(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url, "views/sagas.py", status="compensated", q="nothing")
+    assert "No sagas match these filters." in _text(at)
+    at.selectbox(key="f_finding").set_value("stall")
+    at.selectbox(key="f_window").set_value("1h").run()
+    at.button(key=next(b.key for b in at.button if b.label == "Clear all filters")).click().run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 5 and "5 sagas match" in _text(at)
+    assert at.text_input(key="f_q").value == "" and at.multiselect(key="f_status").value == []
+    assert at.selectbox(key="f_finding").value == "" and at.selectbox(key="f_window").value == ""
+    assert "q" not in at.query_params and "status" not in at.query_params
+
+
+def test_selected_saga_stays_selected_when_new_sagas_arrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_collector(tmp_path, config=str(_config_at(tmp_path))) as c:
+        now = time.time_ns()
+        assert httpx.post(c.url + "/v1/traces", json=sample_sagas(now)).status_code == 200
+        wait_for(lambda: c.get("/api/v1/sagas")["total"] == 5, timeout=15)
+        at = _app(monkeypatch, c.url, "views/sagas.py")
+        saga_column = list(at.dataframe[0].value["saga"])
+        at.session_state["table"] = {  # what a click on order-1003's row sends
+            "selection": {"rows": [saga_column.index("order-1003")], "columns": [], "cells": []}
+        }
+        at.run()
+        assert at.query_params["saga"] in (KEYS["order-1003"], [KEYS["order-1003"]])
+
+        def selected(at: AppTest) -> list[str]:
+            shown = list(at.dataframe[0].value["saga"])
+            return [shown[i] for i in at.session_state["table"]["selection"]["rows"]]
+
+        assert selected(at) == ["order-1003"]
+        # Two newer sagas arrive: they come first, and every older saga moves two rows down.
+        b = TraceBuilder()
+        completed_saga(b, now - MIN, saga="order-2001")
+        compensated_saga(b, now - MIN // 2, saga="order-2002")
+        assert httpx.post(c.url + "/v1/traces", json=b.request()).status_code == 200
+        wait_for(lambda: c.get("/api/v1/sagas")["total"] == 7, timeout=15)
+        data.clear()  # as the auto-refresh finds it once the cached page is stale
+        at.run()
+        assert list(at.dataframe[0].value["saga"])[:2] == ["order-2002", "order-2001"]
+        assert selected(at) == ["order-1003"]
+        assert "Open timeline of order-1003" in _text(at)
+        # Filtered out of the list: nothing is selected, not whatever took its row.
+        at.text_input(key="f_q").set_value("order-1").run()
+        assert "order-1003" in list(at.dataframe[0].value["saga"])
+        at.text_input(key="f_q").set_value("order-2").run()
+        assert selected(at) == []
+        assert "saga" not in at.query_params and "Open timeline" not in _text(at)
 
 
 def test_saga_detail_stalled(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
