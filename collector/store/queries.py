@@ -30,10 +30,18 @@ SAGA_SORTS = {
     "ELSE last_progress_ns END - started_ns)",
     "steps": "step_count",
     "findings": "finding_count",
+    "open_findings": "open_finding_count",
     "type": "saga_type",
     "status": "status",
     "key": "saga_key",
 }
+
+
+# finding_count counts every finding the analysis raised; this, those nobody acknowledged yet.
+OPEN_FINDING_COUNT = (
+    "(SELECT count(*) FROM findings f WHERE f.saga_key = sagas.saga_key "
+    "AND f.acknowledged_ns IS NULL)::INTEGER AS open_finding_count"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +116,7 @@ def build_saga_list(f: SagaFilter) -> tuple[str, list[Any]]:
         raise QueryError("offset must not be negative")
     where, params = build_saga_where(f)
     order = f"{SAGA_SORTS[f.sort]} {'DESC' if f.descending else 'ASC'}, saga_key"
-    sql = f"SELECT * FROM sagas{where} ORDER BY {order} LIMIT ? OFFSET ?"
+    sql = f"SELECT *, {OPEN_FINDING_COUNT} FROM sagas{where} ORDER BY {order} LIMIT ? OFFSET ?"
     order_params = [f.now_ns] if f.sort == "duration" else []
     return sql, [*params, *order_params, f.limit, f.offset]
 
@@ -251,7 +259,7 @@ class Reader:
         return out
 
     def get_saga(self, key: str, *, records: bool = True) -> dict[str, Any] | None:
-        rows = self._all("SELECT * FROM sagas WHERE saga_key = ?", [key])
+        rows = self._all(f"SELECT *, {OPEN_FINDING_COUNT} FROM sagas WHERE saga_key = ?", [key])
         if not rows:
             return None
         saga = self.with_details(rows)[0]

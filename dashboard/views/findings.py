@@ -20,17 +20,32 @@ LIMIT = 1000
 st.title("Findings")
 ui.sidebar()
 s = data.settings()
-if s.live:
+
+
+def _acknowledger() -> str:
+    return str(st.session_state.get("ack_by") or "").strip()
+
+
+def name_input() -> None:
+    """Who acknowledges, with the reminder under it when an Acknowledge came without a name."""
     # Acknowledgements are written to the collector's hash-chained audit log with this name.
     st.text_input(
         "Acknowledge as", key="ack_by", placeholder="your name, recorded in the audit log"
     )
+    if _acknowledger():
+        st.session_state.ack_needs_name = False
+    elif st.session_state.get("ack_needs_name"):
+        st.warning(
+            "Enter your name here first: every acknowledgement is recorded with who made it.",
+            icon=":material/person:",
+        )
 
 
 def acknowledge(finding: dict[str, Any]) -> None:
-    who = str(st.session_state.get("ack_by") or "").strip()
+    who = _acknowledger()
     if not who:
-        st.warning("Enter your name above: every acknowledgement is recorded with who made it.")
+        # Said under the name input on the rerun: a callback's output lands atop the page.
+        st.session_state.ack_needs_name = True
         return
     with ui.guarded():
         data.source().call("acknowledge", finding["finding_id"], who)
@@ -45,6 +60,8 @@ def body() -> None:
     if not rows:
         st.success("No open findings: nothing stalled, every failure fully compensated.", icon="✅")
         return
+    if s.live:
+        name_input()
     groups: dict[str, list[dict[str, Any]]] = {}
     for f in rows:
         groups.setdefault(f["kind"], []).append(f)

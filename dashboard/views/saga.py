@@ -53,7 +53,11 @@ def header(saga: dict[str, Any], now_ns: int) -> None:
     )
     cols[1].metric("Steps", f"{saga['step_count']:,}")
     cols[2].metric("Services · traces", f"{len(saga['services'])} · {len(saga['trace_ids'])}")
-    cols[3].metric("Open findings", len(saga["findings"]))
+    cols[3].metric(
+        "Open findings",
+        sum(1 for f in saga["findings"] if not f.get("acknowledged_ns")),
+        help="Findings nobody has acknowledged yet",
+    )
     if saga["status"] in ("stalled", "running"):
         waited = format_duration(now_ns - saga["last_progress_ns"])
         text = (
@@ -97,6 +101,11 @@ def findings(saga: dict[str, Any]) -> None:
             + (f" — step `{f['step']}`" if f["step"] else "")
         )
         st.markdown(f["explanation"])
+        if f.get("acknowledged_ns"):
+            st.caption(
+                f":material/check: Acknowledged by {f.get('acknowledged_by') or 'someone'} "
+                f"at {format_time(f['acknowledged_ns'])}: no longer open."
+            )
         with st.expander("Evidence and details"):
             st.json(
                 {

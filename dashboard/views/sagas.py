@@ -35,7 +35,7 @@ SORTS = {
     "last_progress": "last progress",
     "duration": "duration",
     "steps": "steps",
-    "findings": "findings",
+    "open_findings": "open findings",
     "key": "key",
     "type": "type",
 }
@@ -174,7 +174,7 @@ def body() -> None:
             # a number, so that sorting the table by this column orders durations, not text
             "duration": duration_value(saga_duration_ns(r, now_ns)),
             "steps": r["step_count"],
-            "findings": r["finding_count"],
+            "open findings": r.get("open_finding_count", r["finding_count"]),
             "services": ", ".join(r["services"] or []),
             "why": r["explanation"],
             "open": ui.saga_url(r["saga_key"]),

@@ -8,6 +8,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -16,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from dashboard.export import AUDIT_LOG_FILE, export_audit_log_zip, export_saga_zip
+from dashboard.format import display_key
 from dashboard.report import verify
 from tests.conftest import RunningCollector, running_collector, wait_for
 from tests.dashboard.fixtures import (
@@ -101,7 +103,7 @@ def test_overview_counts_and_links(
     assert m["Undo failed"] == "0"
     links = [e.proto for e in at.get("page_link")]
     assert any(link.label == "View →" and "status=stalled" in link.query_string for link in links)
-    assert any("finding=missing_compensation" in link.query_string for link in links)
+    assert any("status=compensation_missing" in link.query_string for link in links)
     text = _text(at)
     assert "order-1004" in text and "order-1003" in text  # worst offenders
     assert "No progress for" in text
@@ -322,14 +324,55 @@ def test_acknowledging_a_finding_records_who_and_clears_it(
         at = _app(monkeypatch, c.url, "views/findings.py")
         button = at.button(key=next(b.key for b in at.button if b.key.startswith("ack-")))
         button.click().run()
-        assert "Enter your name" in _text(at)  # nobody named: nothing recorded
+        # nobody named: nothing recorded, and the reminder sits right under the name input
         assert c.get("/api/v1/findings")["total"] == before
+        shown = _in_order(at)
+        at_input = shown.index(("text_input", "Acknowledge as"))
+        assert shown[at_input + 1][0] == "warning" and "Enter your name" in shown[at_input + 1][1]
+        assert sum(kind == "warning" for kind, _ in shown) == 1
         at.text_input(key="ack_by").input("alice").run()
+        assert not at.warning  # named now: the reminder is gone
         at.button(key=button.key).click().run()
         assert not at.exception
         assert c.get("/api/v1/findings")["total"] == before - 1
         entry = c.get("/api/v1/audit")["entries"][-1]
         assert entry["action"] == "finding.acknowledged" and entry["actor"] == "alice"
+
+        # Every page counts the acknowledged finding as no longer open, and the overview's
+        # tiles still agree with its status chart.
+        saga_key = entry["details"]["saga_key"]
+        data.clear()
+        saga = c.get(f"/api/v1/sagas/{saga_key}")
+        at = _app(monkeypatch, c.url, "views/saga.py", key=saga_key)
+        assert _metrics(at)["Open findings"] == str(len(saga["findings"]) - 1)
+        assert "Acknowledged by alice" in _text(at)
+        at = _app(monkeypatch, c.url, "views/sagas.py", q=display_key(saga_key))
+        assert list(at.dataframe[0].value["open findings"]) == [len(saga["findings"]) - 1]
+        at = _app(monkeypatch, c.url)
+        status = c.get("/api/v1/overview")["status"]
+        tiles = {"Stalled": "stalled", "Never undone": "compensation_missing"}
+        for label, name in tiles.items():
+            assert _metrics(at)[label] == str(status.get(name, 0))
+        bars = at.get("plotly_chart")[0].proto.spec
+        counts = dict(zip(*(json.loads(bars)["data"][0][axis] for axis in ("y", "x")), strict=True))
+        assert counts["Compensation missing"] == status["compensation_missing"] == 1
+
+
+def _in_order(at: AppTest) -> list[tuple[str, str]]:
+    """(element type, text or label) of everything on the page, top to bottom."""
+    out: list[tuple[str, str]] = []
+
+    def walk(node: Any) -> None:
+        children = getattr(node, "children", None)
+        if children is not None and not hasattr(node, "value"):
+            for child in children.values():
+                walk(child)
+            return
+        text = getattr(node, "label", None) or getattr(node, "value", "")
+        out.append((node.type, str(text)))
+
+    walk(at.main)
+    return out
 
 
 def _config_at(tmp_path: Path) -> Path:
