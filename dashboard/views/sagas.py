@@ -199,7 +199,7 @@ def body() -> None:
             ui.SAGA_PAGE,
             label=f"Open timeline of {shorten(display_key(key), 60)} →",
             query_params={"key": key},
-            icon="🧵",
+            icon=":material/timeline:",
         )
     if pages > 1:
         st.number_input("Page", 1, pages, key="f_page")
