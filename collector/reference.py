@@ -264,7 +264,10 @@ def _key_texts() -> dict[tuple[str, str], tuple[str, str]]:
         ),
         ("saga", "completes_on"): ("—", "Steps or event types after which the saga is complete."),
         ("saga", "fails_on"): ("—", "Steps or event types that mean the saga failed."),
-        ("step", "name"): ("required", "Step name (matched regardless of spelling style)."),
+        ("step", "name"): (
+            "required",
+            "Step name (matched regardless of spelling style; steps are shown as spelled here).",
+        ),
         ("step", "compensation"): ("—", "The step that undoes this one."),
         ("step", "timeout"): (
             "—",

@@ -107,17 +107,39 @@ def choose_type(tl: Timeline, config: SagaConfig) -> tuple[str, SagaDefinition |
     for name in [*named, *sorted(tl.framework_types)]:
         if name in config.sagas:
             return name, config.sagas[name]
-    votes: dict[str, int] = {}
-    if config.step_types:
-        for occ in tl.occurrences:
-            saga = config.step_types.get(match_key(occ.name))
-            if saga:
-                votes[saga] = votes.get(saga, 0) + 1
+    # every definition that declares a step votes for it. OrderSaga's reserve_inventory and
+    # OrderFulfillment's InventoryReserved are one match key: the other steps decide, and on
+    # a tie the definition whose names put the verb where the records do (ReserveInventory
+    # is an action's name, InventoryReserved an event's)
+    votes: dict[str, tuple[int, int]] = {}
+    names = [(match_key(occ.name), name_info(occ.name).verb_last) for occ in tl.occurrences]
+    for saga, spelling in config.spellings.items():
+        matched = [(spelling[key], verb_last) for key, verb_last in names if key in spelling]
+        if matched:
+            alike = sum(1 for name, verb_last in matched if name_info(name).verb_last == verb_last)
+            votes[saga] = (len(matched), alike)
     if votes:
-        best = min(votes, key=lambda s: (-votes[s], s))
+        best = min(votes, key=lambda s: (-votes[s][0], -votes[s][1], s))
         return (named[0] if named else best), config.sagas[best]
     named += sorted(tl.framework_types)
     return (named[0] if named else ""), None
+
+
+def use_declared_names(occs: list[Occurrence], spelling: dict[str, str]) -> None:
+    """Name each step as the definitions file spells it.
+
+    One saga type may reach sagalens in several spellings (``saga.step`` says
+    ``reserve_inventory``, a Temporal activity says ``ReserveInventory``); the file already
+    treats them as one step, so its flow, timelines and findings use one name for it.
+    """
+    if not spelling:
+        return
+    for occ in occs:
+        occ.name = spelling.get(match_key(occ.name), occ.name)
+        if occ.declared_compensates:
+            occ.declared_compensates = spelling.get(
+                match_key(occ.declared_compensates), occ.declared_compensates
+            )
 
 
 def _fails_on(definition: SagaDefinition | None) -> frozenset[str]:
@@ -287,6 +309,8 @@ def classify(
     """Status, explanation and stall/compensation state of one saga's timeline."""
     saga_type, definition = choose_type(tl, config)
     occs = tl.occurrences
+    if definition is not None:
+        use_declared_names(occs, config.spellings.get(definition.name, {}))
     assign_roles(occs, definition, config)
     failed, failed_step, reason, refs = _find_failure(occs, definition, tl)
     ledger = settle(occs)

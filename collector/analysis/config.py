@@ -114,24 +114,27 @@ class SagaConfig:
     stall_multiplier: float = 3.0  # k in k × learned p99
     stall_min_samples: int = 20  # learned percentiles are trusted from this many samples on
     # derived indexes (match key -> ...), rebuilt in __post_init__
-    step_types: dict[str, str] = field(init=False, repr=False, compare=False)
     compensation_of: dict[str, str] = field(init=False, repr=False, compare=False)
+    # saga type -> match key -> the spelling the file uses, so steps found under several
+    # spellings (reserve_inventory, ReserveInventory) are stored under one name
+    spellings: dict[str, dict[str, str]] = field(init=False, repr=False, compare=False)
     attribute_rules: tuple[CorrelationRule, ...] = field(init=False, repr=False, compare=False)
     # every attribute name that may carry identity: lets most spans be skipped in one check
     identity_attributes: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.step_types = {}
         self.compensation_of = {}
+        self.spellings = {}
         for saga_name in sorted(self.sagas):
             saga = self.sagas[saga_name]
+            spelling = self.spellings.setdefault(saga_name, {})
             for step in saga.steps:
-                self.step_types.setdefault(match_key(step.name), saga_name)
+                spelling.setdefault(match_key(step.name), step.name)
                 if step.compensation:
-                    self.step_types.setdefault(match_key(step.compensation), saga_name)
+                    spelling.setdefault(match_key(step.compensation), step.compensation)
                     self.compensation_of.setdefault(match_key(step.compensation), step.name)
             for name in (*saga.completes_on, *saga.fails_on):
-                self.step_types.setdefault(match_key(name), saga_name)
+                spelling.setdefault(match_key(name), name)
         labels = [rule.key for rule in self.correlation]
         if labels and not all(labels):
             default = next(

@@ -380,3 +380,23 @@ def test_a_saga_of_events_alone_names_their_sources_as_its_services():
     (saga,) = result.sagas
     assert saga.services == ["/shop/billing", "/shop/orders"]
     assert [s.service for s in result.steps] == ["/shop/orders", "/shop/billing"]
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "compensated", "compensation_missing"])
+def test_steps_take_the_spelling_of_the_definitions_file(scenario):
+    # saga.step spans say reserve_inventory, Temporal activities ReserveInventory: the demo's
+    # definitions file declares the snake_case names, so both are stored under those
+    config = SagaConfig.from_dict(yaml.safe_load(DEMO_CONFIG.read_text()))
+    declared = {"reserve_inventory", "release_inventory", "charge_payment", "refund_payment"}
+    declared.add("ship_order")
+    names = {}
+    for shape in ("saga_convention", "temporal"):
+        sample = build_saga(shape, scenario, seed=3, index=42)
+        result = analyze(sample.spans, sample.logs, sample.events, config, sample.now_ns)
+        (saga,) = result.sagas
+        names[shape] = [s.name for s in result.steps]
+        assert set(names[shape]) <= declared, names[shape]
+        assert {f.step for f in result.findings} <= declared
+        assert {s.compensates for s in result.steps} <= declared | {""}
+        assert "Inventory" not in saga.explanation and "Payment" not in saga.explanation
+    assert names["temporal"] == names["saga_convention"]
