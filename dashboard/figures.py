@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -467,6 +468,47 @@ def flow_layers(nodes: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[
     return layer
 
 
+def _wrap_name(name: str, width: int = 18) -> str:
+    """A step name on at most two lines of about ``width`` characters, broken between words.
+
+    Neighbouring nodes of the flow are about that far apart; one long line ran into them.
+    """
+    words = re.findall(r"[A-Z]?[a-z0-9]+[^A-Za-z0-9]*|[A-Z]+(?![a-z])[^A-Za-z0-9]*|.", name)
+    lines = [""]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + len(word) > width:
+            lines.append("")
+        lines[-1] += word
+    if len(lines) > 2:
+        lines = [lines[0], shorten("".join(lines[1:]), width)]
+    return "<br>".join(shorten(line.strip(), width + 4) for line in lines)
+
+
+def _flow_label(node: Mapping[str, Any]) -> str:
+    """Name, how often it ran and, when it has one, its median duration."""
+    stats = f"{node['count']}×"
+    if node.get("median_ns") is not None:
+        stats += f" · {format_duration(node['median_ns'])}"
+    return f"{_wrap_name(str(node['name']))}<br>{stats}"
+
+
+def _label_side(column: int) -> str:
+    # alternate columns put their labels above and below, so neighbours' labels never meet
+    return "bottom center" if column % 2 == 0 else "top center"
+
+
+def _is_compensation(node: Mapping[str, Any]) -> bool:
+    return node.get("step_type") == "compensation" or bool(node.get("compensation"))
+
+
+def flow_step_kind(node: Mapping[str, Any]) -> str:
+    """What a flow node is: action, compensation, event or compensating event."""
+    compensation = _is_compensation(node)
+    if node.get("step_type") == "event":
+        return "compensating event" if compensation else "event"
+    return "compensation" if compensation else "action"
+
+
 def build_flow_figure(
     flow: Mapping[str, Any],
     expected: Sequence[Mapping[str, str]] | None = None,
@@ -551,6 +593,7 @@ def build_flow_figure(
     if seen:
         most = max(int(n["count"]) for n in seen) or 1
         rates = [int(n.get("failed") or 0) / max(int(n["count"]), 1) for n in seen]
+        undoes = [_is_compensation(n) for n in seen]
         fig.add_trace(
             go.Scatter(
                 name="observed steps",
@@ -563,32 +606,31 @@ def build_flow_figure(
                     "cmin": 0,
                     "cmax": 1,
                     "colorscale": [[0, "#2e9d5b"], [0.3, "#f1c40f"], [1, FAILURE_COLOR]],
-                    "symbol": [
-                        "diamond" if n.get("step_type") == "compensation" else "circle"
-                        for n in seen
-                    ],
+                    "symbol": ["diamond" if u else "circle" for u in undoes],
                     "line": {"color": "#2c3e50", "width": 1},
                     "colorbar": {"title": "failure rate", "tickformat": ".0%"},
                 },
-                text=[
-                    f"{shorten(str(n['name']), 28)}<br>{n['count']}× · "
-                    f"{format_duration(n.get('median_ns'))}"
-                    for n in seen
-                ],
-                textposition="bottom center",
+                text=[_flow_label(n) for n in seen],
+                textposition=[_label_side(layer[str(n["name"])]) for n in seen],
+                textfont={"size": 11},
                 customdata=[
                     [
                         n["count"],
                         n.get("failed") or 0,
                         r,
-                        format_duration(n.get("median_ns")),
-                        n.get("step_type"),
+                        "median " + format_duration(n["median_ns"])
+                        if n.get("median_ns") is not None
+                        else "no duration (an event is an instant)"
+                        if n.get("step_type") == "event"
+                        else "no finished run",
+                        flow_step_kind(n),
+                        str(n["name"]),
                     ]
-                    for n, r in zip(seen, rates, strict=True)
+                    for n, r, u in zip(seen, rates, undoes, strict=True)
                 ],
                 hovertemplate=(
-                    "<b>%{text}</b><br>%{customdata[4]}<br>seen %{customdata[0]}×, "
-                    "failed %{customdata[1]} (%{customdata[2]:.0%})<br>median "
+                    "<b>%{customdata[5]}</b><br>%{customdata[4]}<br>seen %{customdata[0]}×, "
+                    "failed %{customdata[1]} (%{customdata[2]:.0%})<br>"
                     "%{customdata[3]}<extra></extra>"
                 ),
             )
@@ -602,17 +644,19 @@ def build_flow_figure(
                 y=[pos[n][1] for n in missing],
                 mode="markers+text",
                 marker={"size": 20, "color": "white", "line": {"color": "#999", "width": 2}},
-                text=[shorten(n, 28) for n in missing],
-                textposition="bottom center",
+                text=[_wrap_name(n) for n in missing],
+                textposition=[_label_side(layer[n]) for n in missing],
+                textfont={"size": 11},
             )
         )
     width = max(layer.values(), default=0)
     fig.update_layout(
         **_LAYOUT,
-        height=220 + 110 * top,
+        height=240 + 150 * top,
         showlegend=bool(missing or expected),
         legend={"orientation": "h", "y": -0.1},
         xaxis={"visible": False, "range": [-0.5, width + 0.5]},
-        yaxis={"visible": False, "range": [top - 0.4, -0.6]},
+        # labels sit above or below their node: leave room for both at the edges
+        yaxis={"visible": False, "range": [top - 0.3, -0.7]},
     )
     return fig

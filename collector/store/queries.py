@@ -370,11 +370,18 @@ class Reader:
         )
 
     def flow(self, saga_type: str) -> dict[str, Any]:
-        """Learned step graph of one saga type: nodes with stats, edges with counts."""
+        """Learned step graph of one saga type: nodes with stats, edges with counts.
+
+        A node's ``compensation`` says it undid another step (events that compensate keep
+        step type ``event``); ``median_ns`` is None for events, which are instants.
+        """
         nodes = self._all(
             "SELECT s.name, s.step_type, count(*) AS count, "
             "count(*) FILTER (WHERE s.outcome = 'failed') AS failed, "
-            "median(CASE WHEN s.end_ns > 0 THEN s.end_ns - s.start_ns END) AS median_ns "
+            "median(CASE WHEN s.end_ns > 0 AND s.step_type <> 'event' "
+            "THEN s.end_ns - s.start_ns END) AS median_ns, "
+            "coalesce(bool_or(s.step_type = 'compensation' OR s.compensates <> ''), false) "
+            "AS compensation "
             "FROM steps s WHERE s.saga_type = ? GROUP BY 1, 2 ORDER BY min(s.seq), 1",
             [saga_type],
         )

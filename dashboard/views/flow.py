@@ -41,15 +41,17 @@ def body() -> None:
             "distinct steps; the table below lists them all."
         )
     st.caption(
-        "Circles are actions, diamonds compensations; size is how often a step ran, colour "
-        "its failure rate, arrow labels how often one step followed another."
+        "Circles are actions and events, diamonds compensations (events that undo a step "
+        "too); size is how often a step ran, colour its failure rate, arrow labels how often "
+        "one step followed another. Durations are medians of finished runs; events are "
+        "instants and have none."
         + (" Dashed grey: the flow the definitions file expects." if flow.get("expected") else "")
     )
     st.dataframe(
         [
             {
                 "step": n["name"],
-                "type": n["step_type"],
+                "type": figures.flow_step_kind(n),
                 "runs": n["count"],
                 "failed": n["failed"],
                 "failure rate": f"{n['failed'] / n['count']:.0%}",

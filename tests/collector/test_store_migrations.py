@@ -61,6 +61,26 @@ def test_steps_of_an_older_store_gain_saga_type_and_next_step(tmp_path: Path) ->
     assert "next_step" not in steps["steps"][0] and steps["steps"][1]["name"] == "charge"
 
 
+def test_flow_marks_compensating_events_and_gives_events_no_duration(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "s.duckdb"))
+    migrate(conn)
+    conn.execute(
+        "INSERT INTO steps (saga_key, seq, name, step_type, outcome, start_ns, end_ns, "
+        "compensates, saga_type) VALUES "
+        "('a', 0, 'process', 'action', 'ok', 0, 40, '', 'Shop'),"
+        "('a', 1, 'InventoryReserved', 'event', 'ok', 50, 50, '', 'Shop'),"
+        "('a', 2, 'InventoryReleased', 'event', 'ok', 60, 60, 'InventoryReserved', 'Shop'),"
+        "('a', 3, 'release', 'compensation', 'running', 70, 0, 'reserve', 'Shop')"
+    )
+    nodes = {n["name"]: n for n in Reader(conn).flow("Shop")["nodes"]}
+    assert {k: (n["compensation"], n["median_ns"]) for k, n in nodes.items()} == {
+        "process": (False, 40),
+        "InventoryReserved": (False, None),
+        "InventoryReleased": (True, None),
+        "release": (True, None),
+    }
+
+
 def test_read_only_store_of_another_version_is_explained(tmp_path: Path) -> None:
     old = tmp_path / "old.duckdb"
     conn = duckdb.connect(str(old))

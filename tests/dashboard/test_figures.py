@@ -251,6 +251,35 @@ def test_flow_layers_and_overlay() -> None:
     assert len(arrows) == 3
 
 
+def test_flow_of_events_draws_compensating_events_as_diamonds_without_durations() -> None:
+    flow = {
+        "nodes": [
+            {"name": "process checkout-updates", "step_type": "action", "count": 9,
+             "failed": 0, "median_ns": 134_000_000, "compensation": False},
+            {"name": "InventoryReserved", "step_type": "event", "count": 9, "failed": 0,
+             "median_ns": None, "compensation": False},
+            {"name": "InventoryReleaseFailed", "step_type": "event", "count": 2, "failed": 2,
+             "median_ns": None, "compensation": True},
+        ],
+        "edges": [
+            {"source": "process checkout-updates", "target": "InventoryReserved", "count": 9},
+            {"source": "InventoryReserved", "target": "InventoryReleaseFailed", "count": 2},
+        ],
+    }  # fmt: skip
+    d = figures.build_flow_figure(flow).to_dict()
+    (observed,) = [t for t in d["data"] if t.get("name") == "observed steps"]
+    assert list(observed["marker"]["symbol"]) == ["circle", "circle", "diamond"]
+    assert list(observed["text"]) == [
+        "process checkout-<br>updates<br>9× · 134 ms",
+        "InventoryReserved<br>9×",
+        "InventoryRelease<br>Failed<br>2×",
+    ]
+    # neighbouring columns label on opposite sides, so long names do not run together
+    assert list(observed["textposition"]) == ["bottom center", "top center", "bottom center"]
+    assert [c[4] for c in observed["customdata"]] == ["action", "event", "compensating event"]
+    assert figures.flow_step_kind(flow["nodes"][2]) == "compensating event"
+
+
 @pytest.mark.parametrize(
     ("ns", "text"),
     [
