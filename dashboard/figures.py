@@ -278,7 +278,13 @@ def build_timeline_figure(
             text="",
             hovertext=f"message: {shorten(hop.label, 80)}",
         )
-    owner = {str(s.get("name")): _service(s) for s in steps if s.get("step_type") == "action"}
+    # the step left un-undone: a span (action) or, in a choreographed saga, the event it
+    # published; a compensating event names what it undid, so it is never the owner
+    owner = {
+        str(s.get("name")): _service(s)
+        for s in steps
+        if s.get("step_type") in ("action", "event") and not s.get("compensates")
+    }
     missing: dict[int, list[tuple[str, str]]] = {}  # lane -> (action, compensation)
     for action, comp in never_ran:
         if owner.get(action) in lane:

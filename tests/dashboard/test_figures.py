@@ -150,6 +150,20 @@ def test_timeline_missing_compensations_in_one_lane_share_one_label() -> None:
     assert "unlock should have undone reserve" in missing["hovertemplate"][0]
 
 
+def test_timeline_marks_a_missing_compensation_of_an_event() -> None:
+    # choreographed: PaymentCharged is an event billing published, PaymentRefunded never came
+    steps = [
+        step(0, "OrderPlaced", "checkout", 0, 0, step_type="event"),
+        step(1, "InventoryReserved", "stock", 1, 1, step_type="event"),
+        step(2, "PaymentCharged", "billing", 2, 2, step_type="event"),
+        step(3, "ShippingFailed", "delivery", 3, 3, step_type="event", outcome="failed"),
+    ]
+    fig = figures.build_timeline_figure(steps, never_ran=[("PaymentCharged", "PaymentRefunded")])
+    (missing,) = _traces(fig, "compensation never ran")
+    assert list(missing["y"]) == [2]  # the billing lane
+    assert list(missing["text"]) == ["PaymentRefunded never ran"]
+
+
 def test_timeline_attempts_labelled() -> None:
     fig = figures.build_timeline_figure(STEPS)
     (attempts,) = _traces(fig, "attempts")
