@@ -366,7 +366,8 @@ def _summary_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
             st,
             header,
             rows,
-            [1.5] + [max(1.0, 0.11 * max(len(w) for w in h.split())) for h in header[1:]],
+            [1.5]
+            + [max(1.0, 0.11 * max((len(w) for w in h.split()), default=1)) for h in header[1:]],
             numeric=tuple(range(1, len(statuses) + 2)),
         )
     )

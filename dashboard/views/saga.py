@@ -19,6 +19,7 @@ from dashboard.format import (
     shorten,
     type_label,
 )
+from dashboard.report import ReportError
 
 ui.sidebar()
 s = data.settings()
@@ -232,6 +233,15 @@ body_fragment = st.fragment(body, run_every=ui.refresh_every())
 body_fragment()
 
 st.subheader("Audit report")
+with ui.guarded():
+    exists = data.get_saga(s, key) is not None
+if not exists:
+    # a report on a saga that is not stored would be empty: say so instead of offering it
+    st.info(
+        f"No audit report to export: there is no saga with key `{shorten(key, 120)}` "
+        "(yet). Once it is stored, its report can be exported here."
+    )
+    st.stop()
 fmt = st.selectbox("Format", list(MIME), format_func=str.upper, key="report_fmt")
 
 
@@ -240,9 +250,9 @@ source = ui.download_source()
 
 def _report() -> bytes:
     saga = data.get_saga(s, key)
-    blob, details = export_saga_zip(
-        saga or {"saga_key": key}, fmt, now_ns=time.time_ns(), source=data.describe()
-    )
+    if saga is None:
+        raise ReportError(f"no saga with key {key!r}")
+    blob, details = export_saga_zip(saga, fmt, now_ns=time.time_ns(), source=data.describe())
     data.record_export(source, details)
     return blob
 

@@ -255,10 +255,14 @@ def test_saga_detail_unknown_and_unicode(
 ) -> None:
     at = _app(monkeypatch, filled.url, "views/saga.py", key="saga.id:nope")
     assert "No saga with key" in _text(at)
+    # no report of a saga that is not there: a download of it failed without a word
+    assert "No audit report to export: there is no saga with key" in _text(at)
+    assert not at.get("download_button") and not at.exception
     at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS[UNICODE_KEY])
     assert not at.exception
     assert "commande-ünïcødé-日本語" in at.title[0].value
     assert "…" in at.title[0].value  # very long key shortened
+    assert len(at.get("download_button")) == 1
 
 
 def test_flow_page(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
