@@ -624,23 +624,9 @@ def sagas_cmd(
 
 
 def _completeness(source: Any) -> Any:
-    from dashboard.report import Completeness
+    from dashboard.export import store_completeness
 
-    overview = source.overview()
-    counts = overview.get("counts", {})
-    points = [b["bucket_ns"] for b in overview.get("throughput", [])]
-    gaps = []
-    if counts.get("rejections"):
-        gaps.append(
-            f"{counts['rejections']} items were rejected at ingest (see /api/v1/rejections)"
-        )
-    return Completeness(
-        sources=(source.describe(),),
-        record_counts={k: int(v) for k, v in counts.items()},
-        coverage_from_ns=min(points) if points else 0,
-        coverage_to_ns=max(points) if points else 0,
-        gaps=tuple(gaps),
-    )
+    return store_completeness(source.overview(), source.describe())
 
 
 def _report_meta(**scope: Any) -> ReportMeta:

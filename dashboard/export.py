@@ -99,6 +99,29 @@ def export_saga_zip(
     )
 
 
+def store_completeness(overview: Mapping[str, Any], source: str) -> Completeness:
+    """What a report of stored sagas can say of its source: the records the store holds, the
+    period its sagas cover and the items refused at ingest (from the source's overview)."""
+    counts = overview.get("counts") or {}
+    period = overview.get("period") or {}
+    first, last = int(period.get("from_ns") or 0), int(period.get("to_ns") or 0)
+    if not first:  # a collector from before the overview stated its period
+        points = [int(b["bucket_ns"]) for b in overview.get("throughput") or []]
+        first, last = (min(points), max(points)) if points else (0, 0)
+    gaps = []
+    if counts.get("rejections"):
+        gaps.append(
+            f"{counts['rejections']} items were rejected at ingest (see /api/v1/rejections)"
+        )
+    return Completeness(
+        sources=(source,),
+        record_counts={k: int(v) for k, v in counts.items()},
+        coverage_from_ns=first,
+        coverage_to_ns=last,
+        gaps=tuple(gaps),
+    )
+
+
 def export_period_zip(
     sagas: Iterable[Mapping[str, Any]],
     fmt: str,
@@ -107,9 +130,10 @@ def export_period_zip(
     source: str,
     filters: Mapping[str, str],
     user: str = "dashboard",
+    overview: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """A zip with the audit report of every saga matching ``filters``, its manifest, and the
-    details to record in the audit log."""
+    details to record in the audit log; ``overview`` (the source's) states its completeness."""
     meta = local_meta(
         now_ns,
         user,
@@ -117,7 +141,9 @@ def export_period_zip(
         to_ns=int(filters.get("to") or 0),
         filters={k: v for k, v in filters.items() if v and k not in ("from", "to")},
     )
-    completeness = Completeness(sources=(source,))
+    completeness = (
+        store_completeness(overview, source) if overview is not None else Completeness((source,))
+    )
     return _zip_report(sagas, fmt, meta, completeness, f"sagas.{SUFFIX.get(fmt, fmt)}")
 
 

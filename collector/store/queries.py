@@ -326,7 +326,17 @@ class Reader:
             "types": self.saga_types(),
             "services": self.services(),
             "analysis": analysis_status(self.conn),
+            "period": self.period(),
         }
+
+    def period(self) -> dict[str, int]:
+        """When the stored sagas began and last progressed (0 and 0 for none)."""
+        row = self.conn.execute(
+            "SELECT min(started_ns), max(greatest(ended_ns, last_progress_ns, started_ns)) "
+            "FROM sagas"
+        ).fetchone()
+        first, last = (row or (None, None))[:2]
+        return {"from_ns": int(first or 0), "to_ns": int(last or 0)}
 
     def status_counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, count(*) FROM sagas GROUP BY status").fetchall()

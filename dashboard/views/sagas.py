@@ -235,6 +235,7 @@ def _period_report() -> bytes:
         now_ns=time.time_ns(),
         source=data.describe(),
         filters=scope,
+        overview=source.call("overview"),
     )
     data.record_export(source, details)
     return blob

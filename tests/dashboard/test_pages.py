@@ -399,12 +399,14 @@ def test_period_report_zip_holds_the_filtered_sagas_and_verifies(
     from dashboard.report import verify
 
     scope = {"status": "compensation_missing,stalled"}
+    api = ApiSource(filled.url)
     blob, details = export_period_zip(
-        ApiSource(filled.url).iter_sagas(scope),
+        api.iter_sagas(scope),
         "json",
         now_ns=time.time_ns(),
         source="test",
         filters=scope,
+        overview=api.overview(),
     )
     with zipfile.ZipFile(io.BytesIO(blob)) as z:
         z.extractall(tmp_path)
@@ -414,6 +416,12 @@ def test_period_report_zip_holds_the_filtered_sagas_and_verifies(
     assert KEYS["order-1001"] not in body
     assert verify(tmp_path / report).ok
     assert details["sagas"] == 2 and details["scope"]["filters"] == scope
+    # the period the store covers, as the CLI's export states it (the PDF said "? to ?")
+    completeness = json.loads(body.splitlines()[0])["data"]["completeness"]
+    stored = [s["started_ns"] for s in filled.get("/api/v1/sagas")["sagas"]]
+    assert completeness["coverage_from_ns"] == min(stored)
+    assert completeness["coverage_to_ns"] >= max(stored)
+    assert completeness["record_counts"]["sagas"] == len(stored)
 
 
 def test_sagas_page_offers_the_period_export(
