@@ -5,6 +5,7 @@ flagged saga timelines and a verification appendix. Every page carries the data 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
@@ -126,11 +127,20 @@ def _table(
 ) -> LongTable:
     """A table that splits across pages and repeats its header row; widths are relative."""
 
+    total = sum(widths)
+    scaled = [w * BODY_W / total for w in widths]
+    room = [w - 7.5 for w in scaled]  # less the cell's left and right padding
+
     def cell(j: int, v: Any) -> Paragraph:
-        return _p(v, st.cell_mono if j in mono else st.cell_num if j in numeric else st.cell)
+        style = st.cell_mono if j in mono else st.cell_num if j in numeric else st.cell
+        return _p(_fit_words(str(v), style, room[j]), style)
 
     data: list[list[Any]] = [
-        [_p(h, st.head_num if j in numeric else st.head) for j, h in enumerate(header)]
+        [
+            _p(_fit_words(h, style, room[j]), style)
+            for j, h in enumerate(header)
+            for style in [st.head_num if j in numeric else st.head]
+        ]
     ]
     style = [
         ("BACKGROUND", (0, 0), (-1, 0), NAVY),
@@ -148,9 +158,41 @@ def _table(
             style.append(("BACKGROUND", (0, i), (-1, i), ZEBRA))
         if highlight is not None and highlight(row):
             style.append(("LINEBEFORE", (0, i), (0, i), 2.2, ALERT))
-    total = sum(widths)
-    scaled = [w * BODY_W / total for w in widths]
     return LongTable(data, colWidths=scaled, repeatRows=1, style=TableStyle(style), hAlign="LEFT")
+
+
+# pieces of an identifier a line may end after: a word of a camelCase or PascalCase name, or a
+# run of characters ending in punctuation (order.id: / B- / 107055-)
+_PIECES = re.compile(r"[A-Z]?[a-z0-9]+[^A-Za-z0-9\s]*|[A-Z]+(?![a-z])[^A-Za-z0-9\s]*|\S")
+
+
+def _fit_words(text: str, style: ParagraphStyle, width: float) -> str:
+    """Break words wider than ``width`` between their parts, not mid-word.
+
+    A table cell otherwise splits an over-long word anywhere (InventoryReleaseFa / iled);
+    step names and saga keys are identifiers an auditor searches for, so each line ends
+    after a whole part of the name. Characters are never added or removed.
+    """
+
+    def fits(word: str) -> bool:
+        return bool(pdfmetrics.stringWidth(word, style.fontName, style.fontSize) <= width)
+
+    lines = []
+    for line in text.split("\n"):
+        words = []
+        for word in line.split(" "):
+            if fits(word):
+                words.append(word)
+                continue
+            chunks = [""]
+            for piece in _PIECES.findall(word):
+                for part in [piece] if fits(piece) else list(piece):
+                    if chunks[-1] and not fits(chunks[-1] + part):
+                        chunks.append("")
+                    chunks[-1] += part
+            words.append("\n".join(chunks))
+        lines.append(" ".join(words))
+    return "\n".join(lines)
 
 
 def _duration(start_ns: int, end_ns: int) -> str:
@@ -245,7 +287,7 @@ def render_pdf(summary: PdfSummary, data_digest: str, path: str) -> None:
     story: list[Flowable] = [NextPageTemplate("body")]
     story += _title_page(st, summary, data_digest)
     story += _summary_section(st, summary)
-    story += _completeness_section(st, header)
+    story += _completeness_section(st, header, summary)
     story += _findings_section(st, summary)
     story += _sagas_section(st, summary)
     story += _appendix(st, header, summary, data_digest)
@@ -337,6 +379,8 @@ def _summary_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
             st.body,
         )
     )
+    if not s.saga_count:
+        return out  # tables of nothing would only repeat that there is nothing
     out.append(_p("Sagas by status", st.h2))
     rows = [[_status(x), f"{n:,}", _pct(n, s.saga_count)] for x, n in s.by_status.most_common()]
     out.append(
@@ -354,7 +398,7 @@ def _summary_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
     statuses = [x for x, _ in s.by_status.most_common()]
     rows = [
         [
-            t,
+            t or "(untyped)",
             *(f"{s.by_type_status[(t, x)]:,}" for x in statuses),
             f"{sum(s.by_type_status[(t, x)] for x in statuses):,}",
         ]
@@ -421,21 +465,29 @@ def _summary_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
     return out
 
 
-def _completeness_section(st: _Styles, header: dict[str, Any]) -> list[Flowable]:
+def _completeness_section(st: _Styles, header: dict[str, Any], s: PdfSummary) -> list[Flowable]:
     c = header.get("completeness", {})
     out: list[Flowable] = [CondPageBreak(60 * mm), _p("2. Data completeness", st.h1)]
-    out.append(
-        _p(
-            f"Sources: {', '.join(c.get('sources') or []) or 'not stated'}. Records cover "
-            f"{_when(c.get('coverage_from')) or '?'} to {_when(c.get('coverage_to')) or '?'} UTC.",
-            st.body,
-        )
+    sources = ", ".join(c.get("sources") or []) or "not stated"
+    first, last = _when(c.get("coverage_from")), _when(c.get("coverage_to"))
+    held = (
+        f"The source held sagas from {first} to {last} UTC when this report was made."
+        if first and last
+        else "The period the source covers was not recorded with this report."
     )
+    if s.first_ns:
+        ran = (
+            f"The sagas in this report ran from {_when(iso_ns(s.first_ns))} to "
+            f"{_when(iso_ns(max(s.last_ns, s.first_ns)))} UTC."
+        )
+    else:
+        ran = "No saga falls within this report's scope."
+    out.append(_p(f"Sources: {sources}. {held} {ran}", st.body))
     counts = c.get("record_counts") or {}
     if counts:
         out.append(Spacer(1, 3 * mm))
         rows = [[k, f"{v:,}"] for k, v in counts.items()]
-        out.append(_table(st, ["Record kind", "Records"], rows, [3, 1], numeric=(1,)))
+        out.append(_table(st, ["Record kind", "Records in the source"], rows, [3, 1], numeric=(1,)))
     gaps = list(c.get("gaps") or [])
     if c.get("unresolved_records"):
         gaps.insert(0, f"{c['unresolved_records']:,} records could not be attributed to a saga.")
@@ -445,7 +497,11 @@ def _completeness_section(st: _Styles, header: dict[str, Any]) -> list[Flowable]
 
 
 def _findings_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
-    out: list[Flowable] = [PageBreak(), _p("3. Findings", st.h1)]
+    # a section that is one sentence long shares the page; a table starts its own
+    out: list[Flowable] = [
+        PageBreak() if s.findings else CondPageBreak(40 * mm),
+        _p("3. Findings", st.h1),
+    ]
     if not s.findings:
         return [*out, _p("No findings were raised for the sagas in scope.", st.body)]
     rows = [
@@ -466,7 +522,7 @@ def _findings_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
             st,
             header,
             rows,
-            [56, 60, 46, 80, 104, 84, 63],
+            [70, 56, 40, 80, 100, 84, 63],
             mono=(5,),
             highlight=lambda r: r[2] == "critical",
         )
@@ -484,7 +540,10 @@ def _findings_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
 
 
 def _sagas_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
-    out: list[Flowable] = [PageBreak(), _p("4. Flagged sagas", st.h1)]
+    out: list[Flowable] = [
+        PageBreak() if s.flagged else CondPageBreak(40 * mm),
+        _p("4. Flagged sagas", st.h1),
+    ]
     if not s.flagged:
         out.append(_p("No saga was flagged.", st.body))
     else:
@@ -497,7 +556,9 @@ def _sagas_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
         out.append(_p(note, st.body))
     for saga in s.flagged:
         out.extend(_saga_block(st, saga))
-    out += [PageBreak(), _p("5. Saga register", st.h1)]
+    out += [PageBreak() if s.register else CondPageBreak(40 * mm), _p("5. Saga register", st.h1)]
+    if not s.register:
+        return [*out, _p("No saga falls within this report's scope.", st.body)]
     rows = [
         [
             g.get("saga_key", ""),
@@ -526,7 +587,7 @@ def _sagas_section(st: _Styles, s: PdfSummary) -> list[Flowable]:
             st,
             header,
             rows,
-            [62, 56, 74, 110, 46, 30, 40, 75],
+            [68, 60, 70, 92, 44, 30, 44, 85],
             numeric=(4, 5, 6),
             highlight=lambda r: r[2].replace(" ", "_") in BAD_STATUSES,
         )
@@ -616,7 +677,7 @@ def _appendix(st: _Styles, header: dict[str, Any], s: PdfSummary, digest: str) -
         tuple(red.get("attributes") or ()), tuple((red.get("patterns") or {}).items())
     )
     out: list[Flowable] = [
-        PageBreak(),
+        CondPageBreak(90 * mm),
         _p("6. Privacy and verification", st.h1),
         _p("Redaction rules applied", st.h2),
     ]

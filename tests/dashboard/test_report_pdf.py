@@ -7,8 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
-from tests.dashboard.reportdata import export, sample_sagas
+from dashboard.report import Completeness, export_report, iso_ns
+from dashboard.report.pdf import _fit_words, _Styles, _when
+from tests.dashboard.reportdata import META, export, sample_sagas
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("pdftotext") and shutil.which("pdftoppm")), reason="needs poppler-utils"
@@ -84,3 +87,68 @@ def test_pdf_caps_flagged_sagas_and_says_how_many_were_omitted(tmp_path: Path) -
     text = "\n".join(_pages(result.files[0]))
     assert f"2 of {flagged} flagged sagas are shown" in text
     assert f"{flagged - 2} flagged sagas are omitted" in text
+
+
+def _raw(pdf: Path) -> str:
+    return subprocess.run(
+        ["pdftotext", "-raw", str(pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_an_empty_report_is_two_pages_that_say_there_is_nothing(tmp_path: Path) -> None:
+    result = export(tmp_path, "pdf", sagas=iter([]))
+    pages = _pages(result.files[0])
+    assert len(pages) == 2  # the title page, then every section's one sentence
+    text = "\n".join(pages)
+    assert "No saga falls within this report's scope." in text
+    assert "No findings were raised" in text and "No saga was flagged." in text
+    assert "Sagas by status" not in text and "Started (UTC)" not in text  # no empty tables
+
+
+def test_completeness_states_the_period_of_the_source_and_of_the_sagas(tmp_path: Path) -> None:
+    text = " ".join(" ".join(_pages(export(tmp_path, "pdf").files[0])).split())
+    assert (
+        "The source held sagas from 2026-01-01 00:00:00.000 to 2026-01-02 00:00:00.000 UTC "
+        "when this report was made." in text
+    )
+    sagas = list(sample_sagas())
+    first = min(s["started_ns"] for s in sagas)
+    assert f"The sagas in this report ran from {_when(iso_ns(first))} to " in text
+    assert "?" not in text.split("Data completeness")[1].split("Record kind")[0]
+    # an export that states no period (the dashboard's, before) says so in words
+    out = tmp_path / "unstated.pdf"
+    export_report(sample_sagas(), "pdf", out, META, Completeness(sources=("dashboard",)))
+    unstated = " ".join(" ".join(_pages(out)).split())
+    assert "Records cover ?" not in unstated
+    assert "The period the source covers was not recorded with this report." in unstated
+
+
+def test_table_cells_break_names_between_their_words(tmp_path: Path) -> None:
+    saga = next(s for s in sample_sagas() if s["findings"])
+    saga["saga_key"] = "order.id:B-107055-00002"
+    saga["findings"][0]["step"] = "InventoryReleaseFailed"
+    saga["findings"][0]["saga_key"] = saga["saga_key"]
+    text = _raw(export(tmp_path, "pdf", sagas=iter([saga])).files[0])
+    assert "InventoryRelease\nFailed" in text
+    assert "InventoryReleaseFa\n" not in text
+    assert "order.id:B-\n107055-00002" in text
+    assert "Finding\ns" not in text  # the register's header
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "lines"),
+    [
+        ("short words here", 60, ["short words here"]),
+        ("InventoryReleaseFailed", 60, ["Inventory", "ReleaseFailed"]),
+        ("order.id:B-107055-00000", 60, ["order.id:B-", "107055-00000"]),
+        ("abcdefabcdefabcdefabcdefabcdef", 40, None),  # no parts: split where it must
+    ],
+)
+def test_fit_words_keeps_every_character(text: str, width: float, lines: list[str] | None) -> None:
+    style = _Styles().cell
+    fitted = _fit_words(text, style, width)
+    if lines is not None:
+        assert fitted.split("\n") == lines
+    assert fitted.replace("\n", "") == text
+    for line in fitted.split("\n"):
+        assert stringWidth(line, style.fontName, style.fontSize) <= width or " " in line
