@@ -19,6 +19,7 @@ from dashboard.format import (
     format_duration,
     format_time,
     ns_to_datetime,
+    service_label,
     shorten,
 )
 
@@ -101,6 +102,12 @@ def message_hops(
     return hops
 
 
+def event_sources(steps: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Services of these steps known only as the CloudEvents source of their events."""
+    spans = {_service(s) for s in steps if s.get("step_type") != "event"}
+    return {_service(s) for s in steps if s.get("step_type") == "event"} - spans
+
+
 def _step_category(step: Mapping[str, Any]) -> str:
     if step.get("outcome") == "running" or not step.get("end_ns"):
         return "running"
@@ -134,6 +141,7 @@ def build_timeline_figure(
         if name not in lanes:
             lanes.append(name)
     lane = {name: i for i, name in enumerate(lanes)}
+    sources = event_sources(steps)
     labelled = len(steps) <= LABEL_LIMIT
     fig = go.Figure()
     # One bar trace per category and outcome: scalar styles keep a 5,000-step figure quick to
@@ -356,7 +364,7 @@ def build_timeline_figure(
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
         yaxis={
             "tickvals": list(range(len(lanes))),
-            "ticktext": [shorten(name, 28) for name in lanes],
+            "ticktext": [shorten(service_label(name, sources), 44) for name in lanes],
             "title": None,
             "range": [len(lanes) - 0.5, -0.5],
         },

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -208,3 +208,13 @@ def _detail_parts(details: Mapping[str, Any]) -> list[str]:
         else:
             parts.append(f"{name}: {value}")
     return parts + digests
+
+
+def service_label(name: str, event_sources: Collection[str]) -> str:
+    """A service as listed: a name known only as a CloudEvents ``source`` says so.
+
+    Spans name their service with OTEL ``service.name`` (``billing``); events name their
+    ``source`` (``/shop/billing``). Nothing in the records says the two are one service, so
+    both are kept, and the label tells which is which.
+    """
+    return f"{name} (event source)" if name in event_sources else name

@@ -325,6 +325,7 @@ class Reader:
             "durations": self.duration_percentiles(),
             "types": self.saga_types(),
             "services": self.services(),
+            "event_sources": self.event_sources(),
             "analysis": analysis_status(self.conn),
             "period": self.period(),
         }
@@ -346,6 +347,17 @@ class Reader:
         return [
             r[0]
             for r in self.conn.execute("SELECT DISTINCT saga_type FROM sagas ORDER BY 1").fetchall()
+        ]
+
+    def event_sources(self) -> list[str]:
+        """Services known only as the CloudEvents source of events, never as a span's
+        service.name: ``/shop/billing`` beside ``billing`` is not assumed to be one service."""
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT service FROM steps WHERE step_type = 'event' AND service <> '' "
+                "EXCEPT SELECT service FROM steps WHERE step_type <> 'event' ORDER BY 1"
+            ).fetchall()
         ]
 
     def services(self) -> list[str]:

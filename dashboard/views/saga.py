@@ -16,6 +16,7 @@ from dashboard.format import (
     format_duration,
     format_time,
     saga_duration_ns,
+    service_label,
     shorten,
     type_label,
 )
@@ -41,10 +42,11 @@ st.caption(f"`{shorten(key, 160)}`")
 def header(saga: dict[str, Any], now_ns: int) -> None:
     ui.badge(saga["status"])
     st.markdown(saga["explanation"] or "")
+    sources = figures.event_sources(saga["steps"])
+    services = ", ".join(service_label(x, sources) for x in saga["services"])
     st.caption(
         f"**{shorten(type_label(saga['saga_type']), 60)}** · started "
-        f"{format_time(saga['started_ns'])} · services: "
-        f"{shorten(', '.join(saga['services']), 200)}"
+        f"{format_time(saga['started_ns'])} · services: {shorten(services, 240)}"
     )
     cols = st.columns(4)
     cols[0].metric(

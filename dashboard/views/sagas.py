@@ -16,6 +16,7 @@ from dashboard.format import (
     finding_label,
     format_time,
     saga_duration_ns,
+    service_label,
     shorten,
     status_label,
     type_label,
@@ -77,8 +78,14 @@ c2.multiselect("Status", SAGA_STATUSES, key="f_status", format_func=status_label
 c3.multiselect("Saga type", ov["types"], key="f_type", format_func=type_label)
 c4.selectbox("Time", list(WINDOWS), key="f_window", format_func=WINDOWS.__getitem__)
 c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+sources = ov.get("event_sources") or []
 c1.selectbox(
-    "Service", ["", *ov["services"]], key="f_service", format_func=lambda v: v or "any service"
+    "Service",
+    ["", *ov["services"]],
+    key="f_service",
+    format_func=lambda v: service_label(v, sources) if v else "any service",
+    help="Spans name their service (OTEL service.name); events only their CloudEvents "
+    "source, listed as an event source.",
 )
 c2.selectbox(
     "Open finding",
@@ -175,7 +182,7 @@ def body() -> None:
             "duration": duration_value(saga_duration_ns(r, now_ns)),
             "steps": r["step_count"],
             "open findings": r.get("open_finding_count", r["finding_count"]),
-            "services": ", ".join(r["services"] or []),
+            "services": ", ".join(service_label(x, sources) for x in r["services"] or []),
             "why": r["explanation"],
             "open": ui.saga_url(r["saga_key"]),
         }

@@ -72,6 +72,11 @@ def test_flow_marks_compensating_events_and_gives_events_no_duration(tmp_path: P
         "('a', 2, 'InventoryReleased', 'event', 'ok', 60, 60, 'InventoryReserved', 'Shop'),"
         "('a', 3, 'release', 'compensation', 'running', 70, 0, 'reserve', 'Shop')"
     )
+    # a service known only as the source of events is listed as such
+    assert Reader(conn).event_sources() == []  # every step above has no service
+    conn.execute("UPDATE steps SET service = 'billing' WHERE seq = 0")
+    conn.execute("UPDATE steps SET service = '/shop/billing' WHERE seq IN (1, 2)")
+    assert Reader(conn).overview()["event_sources"] == ["/shop/billing"]
     nodes = {n["name"]: n for n in Reader(conn).flow("Shop")["nodes"]}
     assert {k: (n["compensation"], n["median_ns"]) for k, n in nodes.items()} == {
         "process": (False, 40),

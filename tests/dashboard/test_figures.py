@@ -164,6 +164,25 @@ def test_timeline_marks_a_missing_compensation_of_an_event() -> None:
     assert list(missing["text"]) == ["PaymentRefunded never ran"]
 
 
+def test_timeline_lanes_say_which_service_is_only_an_event_source() -> None:
+    # billing traces its consumer (service.name billing) and publishes as /shop/billing
+    steps = [
+        step(0, "process billing-orders", "billing", 0, 1),
+        step(1, "PaymentCharged", "/shop/billing", 1, 1, step_type="event"),
+        step(2, "OrderShipped", "/shop/delivery", 2, 2, step_type="event"),
+    ]
+    fig = figures.build_timeline_figure(steps)
+    assert list(fig.to_dict()["layout"]["yaxis"]["ticktext"]) == [
+        "billing",
+        "/shop/billing (event source)",
+        "/shop/delivery (event source)",
+    ]
+    assert figures.event_sources(steps) == {"/shop/billing", "/shop/delivery"}
+    # a service that also ran spans is a service, whatever it published
+    both = [*steps, step(3, "refund", "/shop/delivery", 3, 4)]
+    assert figures.event_sources(both) == {"/shop/billing"}
+
+
 def test_timeline_attempts_labelled() -> None:
     fig = figures.build_timeline_figure(STEPS)
     (attempts,) = _traces(fig, "attempts")
