@@ -217,7 +217,10 @@ def body() -> None:
                 "outcome": x["outcome"],
                 "attempts": x["attempts"],
                 "started": format_time(x["start_ns"]),
-                "duration": format_duration((x["end_ns"] or now_ns) - x["start_ns"]),
+                # an event is an instant: "0 ns" would read as a measured duration
+                "duration": "—"
+                if x["step_type"] == "event"
+                else format_duration((x["end_ns"] or now_ns) - x["start_ns"]),
                 "undoes": x["compensates"],
                 "error": x["error"],
             }
