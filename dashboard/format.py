@@ -31,14 +31,16 @@ STATUS_COLORS = {
     "compensation_missing": "#d62728",
     "compensation_failed": "#a31515",
 }
+# Text symbols that common fonts carry: colour emoji showed as empty boxes on machines
+# without an emoji font, in tables where Material icons cannot go.
 STATUS_ICONS = {
-    "running": "⏳",
-    "stalled": "⏸️",
-    "completed": "✅",
-    "failed": "❌",
-    "compensated": "↩️",
-    "compensation_missing": "⚠️",
-    "compensation_failed": "🛑",
+    "running": "▶",
+    "stalled": "‖",
+    "completed": "✓",
+    "failed": "✗",
+    "compensated": "↩",
+    "compensation_missing": "⚠",
+    "compensation_failed": "‼",
 }
 FINDING_LABELS = {
     "stall": "Stall",

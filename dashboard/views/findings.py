@@ -58,7 +58,10 @@ def body() -> None:
         result = data.list_findings(s, (("limit", str(LIMIT)),))
     rows = result["findings"]
     if not rows:
-        st.success("No open findings: nothing stalled, every failure fully compensated.", icon="✅")
+        st.success(
+            "No open findings: nothing stalled, every failure fully compensated.",
+            icon=":material/check_circle:",
+        )
         return
     if s.live:
         name_input()
