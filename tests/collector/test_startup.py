@@ -149,6 +149,28 @@ def test_a_foreign_duckdb_file_is_left_as_it_was(tmp_path: Path) -> None:
     assert tables == {"orders"}
 
 
+def test_a_store_of_a_newer_sagalens_is_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "newer.duckdb"
+    conn = duckdb.connect(str(path))
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER, description VARCHAR, applied_ns BIGINT)"
+    )
+    conn.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
+    conn.close()
+    done = _sagalens(
+        "collector",
+        "--db",
+        str(path),
+        "--http-port",
+        str(free_port()),
+        "--grpc-port",
+        str(free_port()),
+    )
+    assert done.returncode != 0
+    assert "was written by a newer sagalens (schema 999" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_up_fails_when_another_collector_holds_its_port(
     tmp_path: Path, collector: RunningCollector
 ) -> None:
