@@ -122,6 +122,9 @@ token_option = click.option(
     help="Bearer token for ingest and API requests.",
 )
 PORT = click.IntRange(1, 65535)
+dashboard_port_option = click.option(
+    "--port", envvar="SAGALENS_DASHBOARD_PORT", type=PORT, default=8501, show_default=True
+)
 
 
 class FiniteRange(click.FloatRange):
@@ -325,9 +328,7 @@ def _dashboard_process(
 @main.command("dashboard")
 @collector_option
 @db_option
-@click.option(
-    "--port", envvar="SAGALENS_DASHBOARD_PORT", type=PORT, default=8501, show_default=True
-)
+@dashboard_port_option
 @token_option
 def dashboard_cmd(collector_url: str, db: str, port: int, token: str) -> None:
     """Run the dashboard against a collector (live) or a DuckDB file (offline)."""
@@ -538,10 +539,7 @@ def _faults_option(ctx: click.Context, param: click.Parameter, value: str) -> An
 
 
 def _up_options(fn: Any) -> Any:
-    fn = click.option(
-        "--port", envvar="SAGALENS_DASHBOARD_PORT", type=PORT, default=8501, show_default=True
-    )(fn)
-    return _collector_options(fn)
+    return _collector_options(dashboard_port_option(fn))
 
 
 @main.command("up")

@@ -57,9 +57,13 @@ class ApiSource:
             raise SourceError(f"cannot reach the collector at {self.url}: {exc}") from exc
         if r.status_code == 404 and missing_ok and self._is_collector():
             return None
+        return self._answer(r, f"GET {path}")
+
+    def _answer(self, r: httpx.Response, what: str) -> Any:
+        """The JSON of a successful answer; else a SourceError that says what went wrong."""
         if r.status_code >= 400:
             if not self._is_collector():
-                raise SourceError(self._not_a_collector(f"GET {path} answered {r.status_code}"))
+                raise SourceError(self._not_a_collector(f"{what} answered {r.status_code}"))
             try:
                 message = r.json().get("error", r.text)
             except (ValueError, AttributeError):
@@ -68,7 +72,7 @@ class ApiSource:
         try:
             return r.json()
         except ValueError:
-            raise SourceError(self._not_a_collector(f"GET {path} did not answer JSON")) from None
+            raise SourceError(self._not_a_collector(f"{what} did not answer JSON")) from None
 
     def _is_collector(self) -> bool:
         """Whether the URL is a sagalens collector's base: its /healthz says so."""
@@ -94,14 +98,7 @@ class ApiSource:
             r = self.http.post(path, json=body)
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach the collector at {self.url}: {exc}") from exc
-        if r.status_code >= 400:
-            if not self._is_collector():
-                raise SourceError(self._not_a_collector(f"POST {path} answered {r.status_code}"))
-            raise SourceError(f"collector answered {r.status_code}: {r.text[:500]}")
-        try:
-            return r.json()
-        except ValueError:
-            raise SourceError(self._not_a_collector(f"POST {path} did not answer JSON")) from None
+        return self._answer(r, f"POST {path}")
 
     def record_action(self, actor: str, action: str, details: dict[str, Any]) -> bool:
         """Append to the collector's audit log."""

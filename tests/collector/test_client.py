@@ -57,3 +57,9 @@ def test_an_unknown_saga_is_none_and_a_missing_path_an_error(collector: RunningC
     assert ApiSource(collector.url).get_saga("no-such-saga") is None
     with pytest.raises(SourceError, match="is not a sagalens collector"):
         ApiSource(collector.url + "/v2").get_saga("no-such-saga")
+
+
+def test_a_refused_write_says_the_collectors_reason(collector: RunningCollector) -> None:
+    with pytest.raises(SourceError) as refused:
+        ApiSource(collector.url).acknowledge("no-such-finding", by="alice")
+    assert str(refused.value) == "collector answered 404: no finding with id 'no-such-finding'"
