@@ -28,6 +28,7 @@ from collector.normalize.records import EventRecord, LogRecord, SpanRecord
 from collector.runner import (
     PROGRESS_SQL,
     SAGA_TABLES,
+    analysis_basis,
     data_now,
     insert_sql,
     membership_tables,
@@ -413,6 +414,11 @@ def rebuild(
                 found = pa.concat_tables(findings, promote_options="default")
                 _insert_rows(conn, {"findings": found.sort_by(_ORDER["findings"])})
             conn.execute(PROGRESS_SQL)
+            conn.execute(
+                "UPDATE analysis_progress SET analysed_with = ?, reanalysis = '', "
+                "reanalysis_until_ns = 0 WHERE id = 1",
+                [analysis_basis(config)],
+            )
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")

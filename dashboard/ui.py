@@ -128,6 +128,14 @@ def analysis_notice(analysis: dict[str, Any] | None) -> None:
         return
     behind_s = float(analysis.get("behind_s", 0.0))
     text = f"{count_label(waiting, 'stored trace')} not analysed yet"
+    reason = str(analysis.get("reanalysis", ""))
+    if reason:
+        st.info(
+            f"**Analysing the stored sagas again**: {reason}. {text}; until they are, "
+            "their sagas show the earlier analysis.",
+            icon=":material/autorenew:",
+        )
+        return
     if behind_s >= 10:
         st.warning(
             f"**Analysis is behind ingest**: {text}, spanning "

@@ -179,7 +179,14 @@ def analysis_status(
     ).fetchone()
     waiting, oldest = (int(row[0]), row[1]) if row else (0, None)
     behind = (last_ingested_ns(conn) - int(oldest)) / 1e9 if waiting and oldest else 0.0
-    return {"traces_waiting": waiting, "behind_s": behind}
+    status: dict[str, Any] = {"traces_waiting": waiting, "behind_s": behind}
+    # While the store is analysed again (changed definitions, a new sagalens), the waiting
+    # traces are old ones, and why they wait is the news.
+    redo = conn.execute("SELECT reanalysis, reanalysis_until_ns FROM analysis_progress").fetchone()
+    if redo and redo[0] and waiting and oldest is not None and int(oldest) < int(redo[1]):
+        status["reanalysis"] = str(redo[0])
+        status["behind_s"] = 0.0
+    return status
 
 
 class Reader:

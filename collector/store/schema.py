@@ -234,6 +234,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             for t in ("sagas", "findings", "saga_traces", "saga_events", "saga_identity")
         ),
     ),
+    (
+        7,
+        # What the stored sagas were analysed with (see collector.runner.analysis_basis): a
+        # collector whose analysis or saga definitions differ analyses the store again.
+        # Stores from before this version say nothing, so they are analysed again once.
+        "analysis basis kept in the store: changed definitions re-analyse what is stored",
+        "ALTER TABLE analysis_progress ADD COLUMN analysed_with VARCHAR NOT NULL DEFAULT '';\n"
+        "ALTER TABLE analysis_progress ADD COLUMN reanalysis VARCHAR NOT NULL DEFAULT '';\n"
+        "ALTER TABLE analysis_progress ADD COLUMN reanalysis_until_ns BIGINT NOT NULL DEFAULT 0;\n",
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -558,3 +558,38 @@ def test_records_stored_while_analysis_was_off_are_analysed_after_a_restart(
         assert sorted(saga["trace_ids"]) == ["1" * 32, "2" * 32]
         assert wait_for(lambda: _metric(c, "sagalens_analysis_backlog") == 0)
         assert _metric(c, "sagalens_analysis_lag_seconds") == 0
+
+
+def _step_names(c: RunningCollector, saga_key: str) -> list[str]:
+    return [s["name"] for s in c.get(f"/api/v1/sagas/{saga_key}", records=0)["steps"]]
+
+
+def test_changed_saga_definitions_analyse_the_stored_sagas_again(tmp_path: Path) -> None:
+    # Stored sagas were analysed under the definitions of the collector that stored them; a
+    # collector started with other definitions must not leave them as they were.
+    db = tmp_path / "definitions.duckdb"
+    release = _step("o-11", "release_inventory", "compensation")
+    with running_collector(tmp_path, db=db) as c:
+        # A saga that ended (compensated): no sweep looks at it again.
+        _send(
+            c,
+            "orders",
+            _span("4" * 32, "4" * 16, "reserve_inventory", 0, _step("o-11", "reserve_inventory")),
+            _span("4" * 32, "5" * 16, "charge_payment", 1, _step("o-11", "pay"), error=True),
+            _span("4" * 32, "6" * 16, "release_inventory", 2, release),
+        )
+        key = wait_for(lambda: (rows := _sagas(c, status="compensated")) and rows[0]["saga_key"])
+        assert _step_names(c, key)[0] == "reserve_inventory"
+    config = tmp_path / "sagalens.yaml"
+    config.write_text("sagas:\n  OrderSaga:\n    steps:\n      - name: ReserveInventory\n")
+    with running_collector(tmp_path, config=str(config), db=db) as c:
+        wait_for(lambda: _step_names(c, key)[0] == "ReserveInventory")
+        assert wait_for(lambda: _metric(c, "sagalens_analysis_backlog") == 0)
+        assert "reanalysis" not in c.get("/api/v1/overview")["analysis"]
+        log = c.log.read_text()
+        assert "analysing the stored sagas again (1 trace): the saga definitions changed" in log
+    # The same definitions again: nothing is analysed twice.
+    with running_collector(tmp_path, config=str(config), db=db) as c:
+        assert _metric(c, "sagalens_analysis_backlog") == 0
+        assert _step_names(c, key)[0] == "ReserveInventory"
+        assert "again" not in c.log.read_text()

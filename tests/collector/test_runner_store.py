@@ -31,7 +31,9 @@ from collector.runner import (
     MIN_PASS_RECORDS,
     SAGA_TABLES,
     Working,
+    analysis_basis,
     analyze_working,
+    begin_reanalysis,
     earliest_stall_ns,
     gather,
     learn_from_store,
@@ -39,6 +41,7 @@ from collector.runner import (
     next_pass_size,
     pause_after_pass,
     pause_and_carry,
+    reanalysis_reason,
     result_tables,
     store_results,
 )
@@ -307,6 +310,32 @@ def test_a_rebuild_leaves_no_backlog(tmp_path: Path) -> None:
     rebuild(conn, SagaConfig())
     assert next_backlog(conn, load_progress(conn), limit=10) == []
     assert conn.execute("SELECT count(*) FROM sagas").fetchone() == (2,)
+    # ... and records what it analysed with: a collector of the same sagalens and definitions
+    # analyses nothing again; other definitions send it through the whole store.
+    assert begin_reanalysis(conn, analysis_basis(SagaConfig())) == ("", "")
+    assert next_backlog(conn, load_progress(conn), limit=10) == []
+    other = SagaConfig.from_dict({"stall_after": "5s"})
+    reason, records = begin_reanalysis(conn, analysis_basis(other))
+    assert (reason, records) == (
+        "the saga definitions changed since they were analysed",
+        "2 traces",
+    )
+    assert [r for _, r in next_backlog(conn, load_progress(conn), limit=10)] == ["a" * 32, "b" * 32]
+    assert analysis_status(conn)["reanalysis"] == reason
+    assert begin_reanalysis(conn, analysis_basis(other)) == ("", "")
+
+
+def test_a_new_analysis_version_or_other_definitions_is_a_reason_to_analyse_again() -> None:
+    basis = analysis_basis(SagaConfig())
+    assert analysis_basis(SagaConfig()) == basis
+    assert reanalysis_reason(basis, basis) == ""
+    assert "definitions changed" in reanalysis_reason(
+        basis, analysis_basis(SagaConfig.from_dict({"stall_multiplier": 4}))
+    )
+    version, _, digest = basis.partition(":")
+    assert "analyses sagas differently" in reanalysis_reason(f"{int(version) - 1}:{digest}", basis)
+    # A store from before the basis was kept says nothing: it is analysed again.
+    assert reanalysis_reason("", basis) != ""
 
 
 def _mixed_records() -> RecordBatch:

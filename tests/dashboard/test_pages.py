@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 import zipfile
 from collections.abc import Iterator
@@ -513,3 +514,20 @@ def test_overview_says_when_stored_traces_wait_for_analysis(
     (warning,) = at.warning
     assert "Analysis is behind ingest" in warning.value
     assert f"{waiting} stored traces not analysed yet, spanning 1m 00s of ingest" in warning.value
+    # While the store is analysed again, what waits is old: the reason is the news, not a lag.
+    again = tmp_path / "again.duckdb"
+    shutil.copy(db, again)
+    conn = duckdb.connect(str(again))
+    conn.execute(
+        "UPDATE analysis_progress SET reanalysis = 'the saga definitions changed since they "
+        "were analysed', reanalysis_until_ns = (SELECT max(ingested_ns) + 1 FROM spans)"
+    )
+    conn.close()
+    monkeypatch.setenv("SAGALENS_DB", str(again))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception and not at.warning
+    assert at.info[0].value == (
+        "**Analysing the stored sagas again**: the saga definitions changed since they were "
+        f"analysed. {waiting} stored traces not analysed yet; until they are, their sagas show "
+        "the earlier analysis."
+    )
