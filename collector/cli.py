@@ -25,6 +25,7 @@ from collector.service import (
     DEFAULT_MAX_BODY,
     Settings,
 )
+from dashboard.format import count_label, format_time
 
 if TYPE_CHECKING:
     from dashboard.report import ReportMeta
@@ -613,12 +614,31 @@ def sagas_cmd(
     if not rows:
         click.echo("no sagas match")
         return
-    width = max(len(r["saga_key"]) for r in rows)
-    for r in rows:
-        click.echo(
-            f"{r['saga_key']:<{width}}  {r['status']:<21} {r['saga_type']:<20} {r['explanation']}"
+    click.echo(_saga_table(rows))
+    click.echo(f"{len(rows):,} of {count_label(int(page['total']), 'saga')}")
+
+
+def _saga_table(rows: list[dict[str, Any]]) -> str:
+    """Sagas as aligned text columns under a header, the explanation last and whole."""
+    header = ("SAGA", "STATUS", "TYPE", "STARTED", "FINDINGS", "EXPLANATION")
+    table = [header] + [
+        (
+            r["saga_key"],
+            r["status"],
+            r["saga_type"] or "-",
+            format_time(r["started_ns"]),
+            str(r.get("open_finding_count", r["finding_count"])),
+            r["explanation"],
         )
-    click.echo(f"{len(rows)} of {page['total']} sagas")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  "
+        + row[-1]
+        for row in table
+    )
 
 
 def _completeness(source: Any) -> Any:

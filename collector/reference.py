@@ -47,7 +47,9 @@ COMMAND_NOTES: dict[str, str] = {
     "the dashboard reading through it. Taps come from `--config`.",
     "demo": "Like `up`, plus live traffic from both sample systems; without `--config` it "
     "loads the sample systems' definitions.",
-    "sagas": "Without `--collector` and `--db` it opens `sagalens.duckdb` read-only.",
+    "sagas": "Without `--collector` and `--db` it opens `sagalens.duckdb` read-only. It prints "
+    "one line a saga, newest first, under a header: key, status, type, start (UTC), open "
+    "findings and why it has its status; `--json` prints the query API's answer.",
     "report": "Without `--collector` and `--db` it opens `sagalens.duckdb` read-only. "
     "`--format audit-log` refuses `--from`, `--to`, `--saga`, `--status` and `--type`.",
     "verify": "Exit status 0 when nothing is wrong, 1 when a problem was found or there is "

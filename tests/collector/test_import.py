@@ -166,6 +166,17 @@ def test_import_into_db_stores_reports_and_analyses(tmp_path: Path, files: list[
     # Importing again stores nothing new.
     again = runner.invoke(main, ["import", *map(str, files), "--db", str(db)])
     assert "stored 0, duplicates 12" in again.output
+    # The sagas are listed under a header, newest first, one line each.
+    listed = runner.invoke(main, ["sagas", "--db", str(db), "--limit", "2"])
+    assert listed.exit_code == 0, listed.output
+    header, *lines, footer = listed.output.splitlines()
+    assert header.split() == ["SAGA", "STATUS", "TYPE", "STARTED", "FINDINGS", "EXPLANATION"]
+    assert len(lines) == 2 and footer == f"2 of {counts[4]} sagas"
+    for line in lines:
+        # Each value starts where its header does.
+        for name in ("STATUS", "STARTED", "EXPLANATION"):
+            assert line[header.index(name) - 2 : header.index(name)] == "  "
+            assert line[header.index(name)] != " "
 
 
 def test_import_into_a_locked_db_says_so(tmp_path: Path, files: list[Path]) -> None:
