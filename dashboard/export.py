@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dashboard.format import count_label
 from dashboard.report import (
     AUDIT_LOG_FORMAT,
     Completeness,
@@ -109,9 +110,11 @@ def store_completeness(overview: Mapping[str, Any], source: str) -> Completeness
         points = [int(b["bucket_ns"]) for b in overview.get("throughput") or []]
         first, last = (min(points), max(points)) if points else (0, 0)
     gaps = []
-    if counts.get("rejections"):
+    rejected = int(counts.get("rejections") or 0)
+    if rejected:
+        verb = "was" if rejected == 1 else "were"
         gaps.append(
-            f"{counts['rejections']} items were rejected at ingest (see /api/v1/rejections)"
+            f"{count_label(rejected, 'item')} {verb} rejected at ingest (see /api/v1/rejections)"
         )
     return Completeness(
         sources=(source,),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.export import store_completeness
 from dashboard.report import FORMATS, ReportError, export_report, manifest_path
 from dashboard.report.chain import GENESIS, canonical, sha256_hex
 from dashboard.report.records import CSV_COLUMNS, Chain, Totals, build_jsonl, report_records
@@ -151,3 +152,22 @@ def test_bad_signing_key_is_a_report_error(tmp_path: Path) -> None:
 def test_report_package_imports_without_streamlit() -> None:
     code = "import sys, dashboard.report; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+@pytest.mark.parametrize(
+    ("rejections", "gaps"),
+    [
+        (0, ()),
+        (1, ("1 item was rejected at ingest (see /api/v1/rejections)",)),
+        (1200, ("1,200 items were rejected at ingest (see /api/v1/rejections)",)),
+    ],
+)
+def test_store_completeness_names_what_was_refused(rejections: int, gaps: tuple[str, ...]) -> None:
+    overview = {
+        "counts": {"spans": 10, "rejections": rejections},
+        "period": {"from_ns": 1_000, "to_ns": 2_000},
+    }
+    completeness = store_completeness(overview, "file store.duckdb")
+    assert completeness.gaps == gaps
+    assert (completeness.coverage_from_ns, completeness.coverage_to_ns) == (1_000, 2_000)
+    assert completeness.record_counts == {"spans": 10, "rejections": rejections}
