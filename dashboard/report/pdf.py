@@ -127,20 +127,29 @@ def _table(
 ) -> LongTable:
     """A table that splits across pages and repeats its header row; widths are relative."""
 
-    total = sum(widths)
-    scaled = [w * BODY_W / total for w in widths]
-    room = [w - 7.5 for w in scaled]  # less the cell's left and right padding
+    head_styles = [st.head_num if j in numeric else st.head for j in range(len(header))]
+    cell_styles = [
+        st.cell_mono if j in mono else st.cell_num if j in numeric else st.cell
+        for j in range(len(header))
+    ]
+    # A column is at least as wide as its widest word ("Severity", "compensation"): words
+    # are broken between their parts only when no width would hold them.
+    least = [
+        max(
+            [_unbreakable_width(h, head_styles[j])]
+            + [_unbreakable_width(str(row[j]), cell_styles[j]) for row in rows]
+        )
+        + _PADDING
+        for j, h in enumerate(header)
+    ]
+    scaled = _column_widths(widths, least, BODY_W)
+    room = [w - _PADDING for w in scaled]
 
     def cell(j: int, v: Any) -> Paragraph:
-        style = st.cell_mono if j in mono else st.cell_num if j in numeric else st.cell
-        return _p(_fit_words(str(v), style, room[j]), style)
+        return _p(_fit_words(str(v), cell_styles[j], room[j]), cell_styles[j])
 
     data: list[list[Any]] = [
-        [
-            _p(_fit_words(h, style, room[j]), style)
-            for j, h in enumerate(header)
-            for style in [st.head_num if j in numeric else st.head]
-        ]
+        [_p(_fit_words(h, head_styles[j], room[j]), head_styles[j]) for j, h in enumerate(header)]
     ]
     style = [
         ("BACKGROUND", (0, 0), (-1, 0), NAVY),
@@ -164,6 +173,45 @@ def _table(
 # pieces of an identifier a line may end after: a word of a camelCase or PascalCase name, or a
 # run of characters ending in punctuation (order.id: / B- / 107055-)
 _PIECES = re.compile(r"[A-Z]?[a-z0-9]+[^A-Za-z0-9\s]*|[A-Z]+(?![a-z])[^A-Za-z0-9\s]*|\S")
+
+
+_PADDING = 7.5  # a cell's left and right padding (see _table)
+_PLAIN_WORD = re.compile(r"[^\W\d_]+[.,;:)]?")
+
+
+def _unbreakable_width(text: str, style: ParagraphStyle) -> float:
+    """The widest part of ``text`` a line should never break: a plain word, or else the
+    widest part of an identifier (see :func:`_fit_words`) but for numbers and digests, which
+    may break anywhere."""
+    widest = 0.0
+    for word in text.split():
+        parts = [word] if _PLAIN_WORD.fullmatch(word) else _PIECES.findall(word)
+        for part in parts:
+            if any(c.isdigit() for c in part):
+                continue
+            widest = max(widest, pdfmetrics.stringWidth(part, style.fontName, style.fontSize))
+    return widest
+
+
+def _column_widths(weights: Sequence[float], least: Sequence[float], total: float) -> list[float]:
+    """``total`` shared in proportion to ``weights``, but each column given at least
+    ``least``, taken from the columns that have room to spare; as weighted when the least
+    widths do not fit at all."""
+    scaled = [w * total / sum(weights) for w in weights]
+    if sum(least) > total:
+        return scaled
+    for _ in range(len(scaled)):
+        short = [j for j, w in enumerate(scaled) if w < least[j]]
+        if not short:
+            break
+        needed = sum(least[j] - scaled[j] for j in short)
+        for j in short:
+            scaled[j] = least[j]
+        spare = {j: w - least[j] for j, w in enumerate(scaled) if j not in short and w > least[j]}
+        room = sum(spare.values())
+        for j, extra in spare.items():
+            scaled[j] -= needed * extra / room
+    return scaled
 
 
 def _fit_words(text: str, style: ParagraphStyle, width: float) -> str:

@@ -10,7 +10,7 @@ import pytest
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from dashboard.report import Completeness, export_report, iso_ns
-from dashboard.report.pdf import _fit_words, _Styles, _when
+from dashboard.report.pdf import _column_widths, _fit_words, _Styles, _when
 from tests.dashboard.reportdata import META, export, sample_sagas
 
 pytestmark = pytest.mark.skipif(
@@ -128,11 +128,28 @@ def test_table_cells_break_names_between_their_words(tmp_path: Path) -> None:
     saga["saga_key"] = "order.id:B-107055-00002"
     saga["findings"][0]["step"] = "InventoryReleaseFailed"
     saga["findings"][0]["saga_key"] = saga["saga_key"]
+    saga["findings"][0]["kind"] = "compensation_failed"
     text = _raw(export(tmp_path, "pdf", sagas=iter([saga])).files[0])
-    assert "InventoryRelease\nFailed" in text
-    assert "InventoryReleaseFa\n" not in text
+    # Columns are widened to hold their widest word, at the cost of those with room.
+    assert " InventoryReleaseFailed " in text
     assert "order.id:B-\n107055-00002" in text
-    assert "Finding\ns" not in text  # the register's header
+    for broken in ("InventoryReleaseFa\n", "Finding\ns", "Severit\ny", "compensatio\nn", "Step\ns"):
+        assert broken not in text
+
+
+@pytest.mark.parametrize(
+    ("weights", "least", "widths"),
+    [
+        ([1, 1, 2], [10, 10, 10], [25, 25, 50]),  # room for all: as weighted
+        # The first takes what it lacks from the others, in proportion to their spare room.
+        ([1, 1, 2], [40, 10, 10], [40, 25 - 15 * 15 / 55, 50 - 15 * 40 / 55]),
+        ([1, 1], [80, 80], [50, 50]),  # no room for all: as weighted
+    ],
+)
+def test_columns_are_widened_to_their_least_width(
+    weights: list[float], least: list[float], widths: list[float]
+) -> None:
+    assert _column_widths(weights, least, 100) == pytest.approx(widths)
 
 
 @pytest.mark.parametrize(
