@@ -692,7 +692,10 @@ def _saga_block(st: _Styles, saga: dict[str, Any]) -> list[Flowable]:
             x.get("step_type", ""),
             x.get("service", ""),
             _when(x.get("start")),
-            _duration(int(x.get("start_ns") or 0), int(x.get("end_ns") or 0)) or "running",
+            # An event is a moment: it has no duration, as on the dashboard.
+            "–"
+            if x.get("step_type") == "event"
+            else _duration(int(x.get("start_ns") or 0), int(x.get("end_ns") or 0)) or "running",
             outcome,
             x.get("actor") or "–",
         ]

@@ -137,6 +137,15 @@ def test_table_cells_break_names_between_their_words(tmp_path: Path) -> None:
         assert broken not in text
 
 
+def test_an_event_step_has_no_duration(tmp_path: Path) -> None:
+    saga = next(s for s in sample_sagas() if s["findings"])
+    first = saga["steps"][0]
+    first.update(name="OrderPlaced", step_type="event", end_ns=first["start_ns"])
+    text = _raw(export(tmp_path, "pdf", sagas=iter([saga])).files[0])
+    row = next(line for line in text.splitlines() if "OrderPlaced event" in line)
+    assert "0 ms" not in row and "–" in row
+
+
 @pytest.mark.parametrize(
     ("weights", "least", "widths"),
     [
