@@ -37,8 +37,12 @@ STRUCTURED: Final = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
 BATCH: Final = "application/cloudevents-batch+json"
 SPECVERSION: Final = "1.0"
 SAMPLE_CHARS: Final = 500
+# Event times the store can hold: nanoseconds since the epoch in a signed 64-bit integer.
+_MIN_TIME_NS: Final = -(2**63)
+_MAX_TIME_NS: Final = 2**63 - 1
 
-_CORE = frozenset(REQUIRED_ATTRIBUTES) | frozenset(OPTIONAL_ATTRIBUTES)
+_REQUIRED = frozenset(REQUIRED_ATTRIBUTES)
+_CORE = _REQUIRED | frozenset(OPTIONAL_ATTRIBUTES)
 _JSON_TYPE = JSONFormat.JSON_CONTENT_TYPE_PATTERN
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _RFC3339 = re.compile(
@@ -120,6 +124,16 @@ def sample_of(value: bytes | str | Any, limit: int = SAMPLE_CHARS) -> str:
 
 def parse_time(value: Any) -> int:
     """RFC 3339 timestamp → integer nanoseconds, keeping sub-microsecond digits."""
+    nanos = _time_ns(value)
+    if not _MIN_TIME_NS <= nanos <= _MAX_TIME_NS:
+        raise _Invalid(
+            f"attribute 'time' is out of range: {str(value)[:60]!r} "
+            "(times from 1677-09-22 to 2262-04-11 can be stored)"
+        )
+    return nanos
+
+
+def _time_ns(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value * 1_000_000  # AMQP timestamp: milliseconds since the epoch
     if isinstance(value, datetime):
@@ -202,6 +216,8 @@ def _body_data(body: bytes, content_type: str) -> Any:
     if _is_json_type(content_type):
         try:
             return json.loads(body)
+        except RecursionError:
+            raise _Invalid("data is JSON nested too deeply to be read") from None
         except UnicodeDecodeError as exc:
             raise _Invalid(
                 f"data is not UTF-8 although datacontenttype is JSON ({exc.reason})"
@@ -221,6 +237,10 @@ def _body_data(body: bytes, content_type: str) -> Any:
 def _loads(body: bytes | str, what: str) -> Any:
     try:
         return json.loads(body)
+    except RecursionError:
+        # A body like "[[[[...]]]]" must be refused like any other unreadable body, not
+        # crash the receiver (a tap would then never get past the message).
+        raise EventDecodeError(f"{what} is JSON nested too deeply to be read") from None
     except UnicodeDecodeError as exc:
         raise EventDecodeError(
             f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})"
@@ -299,6 +319,11 @@ def structured_event(obj: Any, env: Envelope) -> EventRecord:
     """One event in the JSON event format (structured mode, or one element of a batch)."""
     if not isinstance(obj, dict):
         raise _Invalid(f"a CloudEvent must be a JSON object, got {_kind(obj)}")
+    # In the JSON format an attribute set to null is unset (the specification's own examples
+    # carry "subject": null); a required one stays, to be reported as not a string.
+    obj = {k: v for k, v in obj.items() if v is not None or k in _REQUIRED}
+    if "time" in obj and not isinstance(obj["time"], str):
+        raise _Invalid(f"attribute 'time' must be an RFC 3339 string, got {_kind(obj['time'])}")
     data: Any = obj.get("data")
     if "data" in obj and "data_base64" in obj:
         raise _Invalid("an event must not carry both 'data' and 'data_base64'")

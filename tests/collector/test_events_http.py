@@ -94,6 +94,35 @@ def test_batch_with_bad_events_stores_the_good_ones(collector: RunningCollector)
     assert after["rejections"] - before["rejections"] == 2
 
 
+def test_null_attributes_are_unset_as_in_the_json_format(collector: RunningCollector) -> None:
+    """The specification's own example events carry "subject": null and unset extensions."""
+    event = _event("null-1", subject=None, datacontenttype=None, time=None, unsetextension=None)
+    r = _post(
+        collector, json.dumps(event).encode(), {"content-type": "application/cloudevents+json"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["stored"] == 1
+    r = _post(
+        collector,
+        json.dumps(_event("null-2", id=None)).encode(),
+        {"content-type": "application/cloudevents+json"},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == "attribute 'id' must be a string, got null"
+
+
+def test_batch_event_out_of_the_storable_time_range_is_named_by_index(
+    collector: RunningCollector,
+) -> None:
+    items = [_event("range-1"), _event("range-2", time="9999-12-31T23:59:59Z")]
+    r = _post(collector, json.dumps(items).encode(), {"content-type": BATCH})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["accepted"], answer["stored"]) == (1, 1)
+    assert [x["index"] for x in answer["rejected"]] == [1]
+    assert "attribute 'time' is out of range" in answer["rejected"][0]["reason"]
+
+
 def test_batch_event_whose_data_is_not_unicode_costs_itself_only(
     collector: RunningCollector,
 ) -> None:
@@ -129,6 +158,20 @@ def test_batch_event_whose_data_is_not_unicode_costs_itself_only(
         ),
         ({"content-type": "application/cloudevents+xml"}, b"<e/>", 415, "unsupported event format"),
         ({"content-type": BATCH}, b"[" + b" " * 200_001 + b"]", 413, "exceeds the limit"),
+        # deeper than the JSON parser recurses: refused, not a server error
+        ({"content-type": BATCH}, b"[" * 50_000 + b"]" * 50_000, 400, "nested too deeply"),
+        (
+            {"content-type": "application/json", **{f"ce-{k}": v for k, v in _event("dd").items()}},
+            b"[" * 50_000 + b"]" * 50_000,
+            400,
+            "data is JSON nested too deeply",
+        ),
+        (
+            {"content-type": "application/cloudevents+json"},
+            json.dumps(_event("tn", time=1_700_000_000)).encode(),
+            400,
+            "attribute 'time' must be an RFC 3339 string, got int",
+        ),
         ({"content-type": BATCH, "content-encoding": "br"}, b"[]", 415, "Content-Encoding"),
     ],
 )
