@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from collector.receivers.taps import tap_status
 from collector.store.queries import QueryError, Reader, SagaFilter
 
 if TYPE_CHECKING:
@@ -220,7 +221,11 @@ def api_routes(collector: Collector) -> list[Route]:
 
     def overview(reader: Reader, request: Request) -> Any:
         # The ports this collector listens on, for the dashboard's "where to send" hint.
-        return {**reader.overview(), "ingest": {"grpc_port": collector.settings.grpc_port}}
+        return {
+            **reader.overview(),
+            "ingest": {"grpc_port": collector.settings.grpc_port},
+            "taps": tap_status(collector),
+        }
 
     def flow(reader: Reader, request: Request) -> Any:
         saga_type = request.path_params["saga_type"]

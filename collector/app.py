@@ -113,6 +113,29 @@ class _Metrics(MetricsSource):
         for (path, status), n in sorted(self.collector.http_requests.items()):
             requests.add_metric([path, str(status)], n)
         yield requests
+        yield from self._taps()
+
+    def _taps(self) -> Iterator[Metric]:
+        taps = sorted(self.collector.tap_stats.items())
+        connected = GaugeMetricFamily(
+            "sagalens_tap_connected",
+            "1 while a broker tap consumes, 0 while it connects or reconnects",
+            labels=["tap", "kind"],
+        )
+        for name, t in taps:
+            connected.add_metric([name, t.kind], 1 if t.state == "connected" else 0)
+        yield connected
+        for metric, doc in (
+            ("messages", "Messages a broker tap received and committed"),
+            ("stored", "Events a broker tap stored (new rows)"),
+            ("duplicates", "Redelivered or repeated messages a broker tap found already stored"),
+            ("rejected", "Messages a broker tap could not read (recorded in rejections, acked)"),
+            ("reconnects", "Times a broker tap reconnected after losing its broker"),
+        ):
+            family = CounterMetricFamily(f"sagalens_tap_{metric}", doc, labels=["tap"])
+            for name, t in taps:
+                family.add_metric([name], getattr(t, metric))
+            yield family
 
 
 def build_app(collector: Collector) -> Starlette:

@@ -13,13 +13,16 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
 from collector.helpers import decode_process_init, ready
 from collector.store.queries import Reader
 from collector.store.writer import Writer
+
+if TYPE_CHECKING:
+    from collector.receivers.taps import TapStats
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DEFAULT_DECODE_PROCESSES = 0
@@ -83,6 +86,7 @@ class Collector:
         )
         self.started_ns = time.time_ns()
         self.http_requests: dict[tuple[str, int], int] = {}
+        self.tap_stats: dict[str, TapStats] = {}  # filled by the broker taps as they start
         # Bounds the bodies held in memory while being decoded.
         self.decode_slots = asyncio.Semaphore(
             max(settings.max_concurrent_decodes, settings.decode_processes)

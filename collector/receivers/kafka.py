@@ -48,7 +48,7 @@ async def run_kafka_tap(
     """Consume until cancelled."""
     from aiokafka import AIOKafkaConsumer
 
-    stats = stats or TapStats()
+    stats = stats or TapStats(tap.kind, tap.bootstrap)
     consumer = AIOKafkaConsumer(
         *tap.topics,
         bootstrap_servers=tap.bootstrap,
@@ -59,7 +59,7 @@ async def run_kafka_tap(
         client_id=f"sagalens-{tap.name}",
     )
     await consumer.start()
-    log.warning("tap %s: consuming %s as group %s", tap.name, ", ".join(tap.topics), tap.group)
+    stats.connected(tap.name, f"consuming {', '.join(tap.topics)} as group {tap.group}")
     try:
         while True:
             batches = await consumer.getmany(

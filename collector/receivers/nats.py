@@ -20,8 +20,9 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
 
-from collector.normalize.cloudevents import decode_nats
-from collector.receivers.taps import Pending, TapConfig, TapStats, commit
+from collector.normalize.cloudevents import Decoded, decode_nats, sample_of
+from collector.normalize.records import Rejection
+from collector.receivers.taps import Pending, TapConfig, TapError, TapStats, commit, shown_url
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -39,16 +40,22 @@ def _decode_all(messages: list[Msg], tap: TapConfig) -> Pending:
         with contextlib.suppress(Exception):
             meta = msg.metadata
             stream, sequence = meta.stream, meta.sequence.stream
-        decoded = decode_nats(
-            msg.data,
-            msg.headers,
-            subject=msg.subject,
-            stream=stream,
-            sequence=sequence,
-            received_ns=now,
-            type_field=tap.type_field,
-            max_bytes=tap.max_message_bytes,
-        )
+        try:
+            decoded = decode_nats(
+                msg.data,
+                msg.headers,
+                subject=msg.subject,
+                stream=stream,
+                sequence=sequence,
+                received_ns=now,
+                type_field=tap.type_field,
+                max_bytes=tap.max_message_bytes,
+            )
+        except Exception as exc:  # a rejection, not a tap that stops on it at every redelivery
+            reason = f"message could not be decoded: {type(exc).__name__}: {exc}"
+            decoded = Decoded(
+                rejections=[(0, Rejection(f"nats:{msg.subject}", reason, sample_of(msg.data)))]
+            )
         # A message that yields only rejections is poison: terminate it instead of acking,
         # so the server never redelivers it.
         pending.add(decoded, (msg, bool(decoded.rejections) and not decoded.events))
@@ -65,31 +72,50 @@ async def _stream_for(js: JetStreamContext, tap: TapConfig, subject: str) -> str
                 "tap %s: created stream %s for %s", tap.name, tap.stream, ", ".join(tap.subjects)
             )
         return tap.stream
-    return tap.stream or await js.find_stream_name_by_subject(subject)
+    if tap.stream:
+        return tap.stream
+    try:
+        return await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        raise TapError(
+            f"no JetStream stream covers subject {subject!r}; name one with 'stream', "
+            "or set 'stream' and 'create_stream: true' to have the tap create it"
+        ) from None
 
 
 async def run_nats_tap(collector: Collector, tap: TapConfig, stats: TapStats | None = None) -> None:
     """Consume until cancelled."""
-    stats = stats or TapStats()
+    stats = stats or TapStats(tap.kind, shown_url(tap.url))
+    consuming = ""
 
     async def on_error(exc: Exception) -> None:
-        log.info("tap %s: %s", tap.name, exc)
+        # The client retries by itself, at start too; without this an unreachable server
+        # would go unmentioned.
+        if stats.state != "connected":
+            stats.failed(tap.name, f"cannot connect: {_describe(exc)}", 0.5)
+        else:
+            log.info("tap %s: %s", tap.name, exc)
+
+    async def on_disconnect() -> None:
+        if stats.state == "connected":
+            stats.failed(tap.name, "lost the connection to the server", 0.5)
 
     async def on_reconnect() -> None:
-        stats.reconnects += 1
-        log.warning("tap %s: reconnected", tap.name)
+        stats.connected(tap.name, consuming)
 
     nc = await nats.connect(
         tap.url,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         error_cb=on_error,
+        disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
         name=tap.name,
     )
     try:
         js = nc.jetstream()
         loops = []
+        consumers: list[str] = []
         for i, subject in enumerate(tap.subjects):
             stream = await _stream_for(js, tap, subject)
             # One durable per subject: filter_subjects needs a newer server than many run.
@@ -101,14 +127,20 @@ async def run_nats_tap(collector: Collector, tap: TapConfig, stats: TapStats | N
                 deliver_policy=api.DeliverPolicy.ALL,
             )
             sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-            log.warning(
-                "tap %s: consuming %s from stream %s as %s", tap.name, subject, stream, durable
-            )
+            consumers.append(f"{subject} from stream {stream} as {durable}")
             loops.append(_fetch_loop(collector, tap, sub, stats))
+        consuming = "consuming " + ", ".join(consumers)
+        stats.connected(tap.name, consuming)
         await asyncio.gather(*loops)
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 async def _fetch_loop(collector: Collector, tap: TapConfig, sub: Any, stats: TapStats) -> None:

@@ -10,10 +10,10 @@ broker keeps delivering while earlier batches commit.
 Consuming and decoding run in a worker process of the tap's own
 (``collector.receivers.rabbitmq_worker``), which speaks AMQP through pika and hands over
 each batch as Arrow tables; this side commits the batches in order and tells the worker
-what to acknowledge. When the broker connection drops the worker exits, the tap stops
-with an error and its supervisor starts it again, which re-declares the queue; messages
-whose ack was lost come back and are counted as duplicates by the store (their event key
-is unchanged).
+what to acknowledge. When the broker connection drops the worker says why and exits, the
+tap stops with that reason and its supervisor starts it again, which re-declares the
+queue; messages whose ack was lost come back and are counted as duplicates by the store
+(their event key is unchanged).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from collector.receivers.rabbitmq_worker import encode_frame, read_frame
+from collector.receivers.rabbitmq_worker import Consuming, Failed, encode_frame, read_frame
 from collector.receivers.taps import Pending, TapConfig, TapStats, commit, shown_url
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ async def run_rabbitmq_tap(
     ``WORKERS`` worker processes consume the tap's queue side by side, each with its own
     connection and prefetch window; the store does not care in which order batches land.
     """
-    stats = stats or TapStats()
+    stats = stats or TapStats(tap.kind, shown_url(tap.url))
     runs = [asyncio.create_task(_run_worker(collector, tap, stats)) for _ in range(WORKERS)]
     try:
         done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
@@ -68,10 +68,19 @@ async def _run_worker(collector: Collector, tap: TapConfig, stats: TapStats) -> 
     assert worker.stdin is not None and worker.stdout is not None
     control = worker.stdin
     previous: asyncio.Task[None] | None = None
+    reason = ""
     try:
         control.write(encode_frame(tap))
         await control.drain()
         while (frame := await read_frame(worker.stdout)) is not None:
+            if isinstance(frame, Consuming):
+                stats.connected(
+                    tap.name, f"consuming {tap.queue} (bindings {', '.join(tap.bindings)})"
+                )
+                continue
+            if isinstance(frame, Failed):
+                reason = frame.reason
+                continue
             messages, last_tag, prepared = frame
             pending = Pending(prepared=prepared, acks=[last_tag], messages=messages)
             # Commit this batch while the next one arrives; acks stay in delivery order.
@@ -80,7 +89,7 @@ async def _run_worker(collector: Collector, tap: TapConfig, stats: TapStats) -> 
             )
         code = await worker.wait()
         raise ConnectionError(
-            f"the tap's worker for {shown_url(tap.url)} stopped (exit status {code})"
+            reason or f"the tap's worker for {shown_url(tap.url)} stopped (exit status {code})"
         )
     finally:
         if previous is not None:

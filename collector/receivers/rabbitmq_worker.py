@@ -6,7 +6,9 @@ and talks to it over its standard input and output in length-prefixed pickle fra
 - collector → worker: the ``TapConfig`` first, then delivery tags to acknowledge
   (``multiple``: a tag covers every earlier delivery), each sent only after the batch that
   ends with it is committed;
-- worker → collector: ``(messages, last_delivery_tag, PreparedBatch)`` per batch.
+- worker → collector: :class:`Consuming` once the queue is declared and bound, then
+  ``(messages, last_delivery_tag, PreparedBatch)`` per batch, and :class:`Failed` with the
+  reason when the broker connection cannot be made or is lost.
 
 AMQP framing, CloudEvents decoding and building the Arrow tables thus run on a core of
 their own, while the collector's process only inserts and analyses. The worker speaks
@@ -18,18 +20,22 @@ own thread (``add_callback_threadsafe``), as pika requires.
 The worker exits when its standard input closes (the collector stopped or restarts the
 tap) and with an error when the broker connection is lost, which the collector's
 supervisor answers by starting a new worker; deliveries that were never acknowledged
-come back and the store counts them as duplicates.
+come back and the store counts them as duplicates. A message that cannot be decoded for
+any reason becomes a rejection and is acknowledged like the rest: were the worker to
+stop on it, the broker would hand it over again and again and the tap never get past it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pickle
 import struct
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import IO, Any
 
 import pika
@@ -37,8 +43,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from collector.normalize.cloudevents import Decoded, decode_amqp
-from collector.normalize.records import RecordBatch
+from collector.normalize.cloudevents import Decoded, decode_amqp, sample_of
+from collector.normalize.records import RecordBatch, Rejection
 from collector.receivers.taps import TapConfig
 from collector.store.columns import PreparedBatch, prepare_batch
 
@@ -52,6 +58,18 @@ _LENGTH = struct.Struct(">I")
 
 Frame = tuple[int, int, PreparedBatch]  # messages, last delivery tag, the batch
 Delivery = tuple[Basic.Deliver, BasicProperties, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Consuming:
+    """The worker is connected, its queue declared and bound: deliveries may come."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The worker stops because of the broker; ``reason`` is fit for the collector's log."""
+
+    reason: str
 
 
 # -- framing (shared with the collector side) ---------------------------------------------
@@ -72,13 +90,26 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
         return None
 
 
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def read_frame_blocking(stream: IO[bytes]) -> Any:
-    """The next frame's object, or None at end of stream (the worker's side)."""
-    head = stream.read(_LENGTH.size)
+    """The next frame's object, or None at end of stream (the worker's side).
+
+    ``stream`` may be unbuffered, which returns short reads from a pipe.
+    """
+    head = _read_exactly(stream, _LENGTH.size)
     if len(head) < _LENGTH.size:
         return None
     (length,) = _LENGTH.unpack(head)
-    data = stream.read(length)
+    data = _read_exactly(stream, length)
     return pickle.loads(data) if len(data) == length else None
 
 
@@ -86,7 +117,17 @@ def read_frame_blocking(stream: IO[bytes]) -> Any:
 
 
 def decode_incoming(delivery: Delivery, tap: TapConfig, received_ns: int) -> Decoded:
-    """Decode one delivered AMQP message (no I/O)."""
+    """Decode one delivered AMQP message (no I/O); whatever goes wrong is a rejection."""
+    method, _props, body = delivery
+    try:
+        return _decode(delivery, tap, received_ns)
+    except Exception as exc:
+        reason = f"message could not be decoded: {type(exc).__name__}: {exc}"
+        label = f"amqp:{method.exchange or tap.exchange}"
+        return Decoded(rejections=[(0, Rejection(label, reason, sample_of(body)))])
+
+
+def _decode(delivery: Delivery, tap: TapConfig, received_ns: int) -> Decoded:
     method, props, body = delivery
     stamp = props.timestamp  # AMQP timestamps are whole seconds
     return decode_amqp(
@@ -173,6 +214,27 @@ def _consume(
         out.flush()
 
 
+def describe(exc: BaseException) -> str:
+    """Why the broker connection failed or ended, in the broker's own words where it gave any."""
+    errors = pika.exceptions
+    if isinstance(exc, errors.ProbableAuthenticationError | errors.AuthenticationError):
+        return "the broker refused the user name or password"
+    if isinstance(exc, errors.ChannelClosedByBroker):
+        return f"the broker refused: {exc.reply_text}"
+    if isinstance(exc, errors.ConnectionClosedByBroker):
+        return f"the broker closed the connection: {exc.reply_text} ({exc.reply_code})"
+    if isinstance(exc, errors.ProbableAccessDeniedError):
+        return f"the broker refused access: {exc}"
+    if isinstance(exc, errors.AMQPConnectionError):
+        cause = exc  # pika wraps the socket's error in one or two of its own
+        while cause.args and isinstance(cause.args[0], BaseException):
+            cause = cause.args[0]
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"cannot connect: {cause.strerror}"
+        return f"cannot connect: {cause!r}" if cause is not exc else "connection lost"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def serve(control: IO[bytes], out: IO[bytes]) -> int:
     """Run one tap worker; the exit status tells the collector why it stopped."""
     tap = read_frame_blocking(control)
@@ -189,9 +251,8 @@ def serve(control: IO[bytes], out: IO[bytes]) -> int:
         channel.queue_declare(tap.queue, durable=tap.durable, auto_delete=not tap.durable)
         for key in tap.bindings:
             channel.queue_bind(tap.queue, tap.exchange, routing_key=key)
-        log.warning(
-            "tap %s: consuming %s (bindings %s)", tap.name, tap.queue, ", ".join(tap.bindings)
-        )
+        out.write(encode_frame(Consuming()))
+        out.flush()
         stop = _relay_acks(control, connection, channel)
         _consume(tap, channel, out, stop)
         return 0  # the collector closed the pipe: a clean stop
@@ -206,18 +267,28 @@ def serve(control: IO[bytes], out: IO[bytes]) -> int:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    # Unbuffered: the thread that reads acknowledgements blocks in a read of this pipe, and a
+    # buffered reader's lock held by that thread aborts the interpreter at exit.
+    control = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+    out = sys.stdout.buffer
     try:
-        code = serve(sys.stdin.buffer, sys.stdout.buffer)
+        code = serve(control, out)
     except KeyboardInterrupt:
         code = 0
-    except pika.exceptions.AMQPError as exc:
-        log.warning("tap worker: connection to the broker was lost: %s", type(exc).__name__)
-        code = 1
     except Exception as exc:
-        log.warning("tap worker stopped: %s: %s", type(exc).__name__, exc)
+        # The collector logs the reason once for both workers and says when it reconnects.
+        try:
+            out.write(encode_frame(Failed(describe(exc))))
+            out.flush()
+        except OSError:
+            log.warning("tap worker stopped: %s", describe(exc))
         code = 1
     sys.exit(code)
 
 
 if __name__ == "__main__":
-    main()
+    # Run the module's importable copy, so the frames it pickles (Consuming, Failed) name
+    # classes the collector can load, not this __main__ module's.
+    from collector.receivers.rabbitmq_worker import main as run_worker
+
+    run_worker()

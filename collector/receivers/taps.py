@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,10 +31,15 @@ KINDS = ("rabbitmq", "nats", "kafka")
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_BATCH_MS = 50
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+RETRY_MAX_S = 10.0  # longest wait between attempts to reach a broker
 
 
 class TapConfigError(ValueError):
     """A tap entry that cannot be used; the message names the entry and the problem."""
+
+
+class TapError(Exception):
+    """A tap cannot run right now (its broker refuses it); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +127,30 @@ def _number(entry: dict[str, Any], key: str, where: str, default: float, minimum
         number = float(value)
     except (TypeError, ValueError):
         raise TapConfigError(f"{where}: {key!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise TapConfigError(f"{where}: {key!r} must be a finite number, got {value!r}")
     if isinstance(value, bool) or number < minimum:
         raise TapConfigError(f"{where}: {key!r} must be a number >= {minimum:g}, got {value!r}")
     return number
+
+
+def _server_url(url: str, where: str, schemes: tuple[str, ...]) -> str:
+    """Check a broker URL's scheme, host and port, so a typo stops the start, not the tap."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number 0-65535
+    except ValueError as exc:
+        raise TapConfigError(
+            f"{where}: 'url' {shown_url(url)!r} is not a valid URL ({exc})"
+        ) from None
+    if parts.scheme not in schemes:
+        raise TapConfigError(
+            f"{where}: 'url' must start with {' or '.join(f'{s}://' for s in schemes)}, "
+            f"got {shown_url(url)!r}"
+        )
+    if not parts.hostname:
+        raise TapConfigError(f"{where}: 'url' names no host, got {shown_url(url)!r}")
+    return url
 
 
 def parse_tap(entry: Any, index: int = 0) -> TapConfig:
@@ -150,9 +178,11 @@ def parse_tap(entry: Any, index: int = 0) -> TapConfig:
         ),
     }
     if kind == "rabbitmq":
-        url = _str(entry, "url", where, "amqp://guest:guest@127.0.0.1:5672/")
-        if urlsplit(url).scheme not in ("amqp", "amqps"):
-            raise TapConfigError(f"{where}: 'url' must be an amqp:// or amqps:// URL, got {url!r}")
+        url = _server_url(
+            _str(entry, "url", where, "amqp://guest:guest@127.0.0.1:5672/"),
+            where,
+            ("amqp", "amqps"),
+        )
         exchange = _str(entry, "exchange", where)
         if not exchange:
             raise TapConfigError(f"{where} (rabbitmq): 'exchange' is required")
@@ -168,9 +198,9 @@ def parse_tap(entry: Any, index: int = 0) -> TapConfig:
             **common,
         )
     if kind == "nats":
-        url = _str(entry, "url", where, "nats://127.0.0.1:4222")
-        if urlsplit(url).scheme not in ("nats", "tls"):
-            raise TapConfigError(f"{where}: 'url' must be a nats:// or tls:// URL, got {url!r}")
+        url = _server_url(
+            _str(entry, "url", where, "nats://127.0.0.1:4222"), where, ("nats", "tls")
+        )
         subjects = _names(entry, "subjects", "subject", where)
         if not subjects:
             raise TapConfigError(f"{where} (nats): 'subjects' is required (e.g. [\"orders.>\"])")
@@ -242,11 +272,13 @@ _LISTS = {"binding": "bindings", "subject": "subjects", "topic": "topics"}
 
 def shown_url(url: str) -> str:
     """A broker URL fit for logs and messages: its password masked."""
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        parts = urlsplit(url, allow_fragments=False)
+    except ValueError:  # not a URL at all; still hide what looks like user:password@
+        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
     return url
 
 
@@ -258,11 +290,14 @@ def tap_from_url(url: str) -> dict[str, Any]:
     ``kafka://host:9092,host2:9092?topic=orders&group=sagalens``.
     """
     # '#' is RabbitMQ's match-all binding key, not a fragment.
-    parts = urlsplit(url, allow_fragments=False)
+    try:
+        parts = urlsplit(url, allow_fragments=False)
+    except ValueError as exc:
+        raise TapConfigError(f"--tap {shown_url(url)!r}: not a valid URL ({exc})") from None
     kind = _KIND_ALIASES.get(parts.scheme.lower())
     if kind is None:
         raise TapConfigError(
-            f"--tap {url!r}: scheme must be amqp://, amqps://, nats:// or kafka://"
+            f"--tap {shown_url(url)!r}: scheme must be amqp://, amqps://, nats:// or kafka://"
         )
     entry: dict[str, Any] = {"kind": kind}
     for key, values in parse_qs(parts.query, keep_blank_values=True).items():
@@ -283,7 +318,7 @@ def tap_from_url(url: str) -> dict[str, Any]:
         parse_tap(entry)
     except TapConfigError as exc:
         raise TapConfigError(
-            f"--tap {url!r}: {str(exc).removeprefix('taps[0]').lstrip(': ')}"
+            f"--tap {shown_url(url)!r}: {str(exc).removeprefix('taps[0]').lstrip(': ')}"
         ) from None
     return entry
 
@@ -293,12 +328,61 @@ def tap_from_url(url: str) -> dict[str, Any]:
 
 @dataclass
 class TapStats:
+    """What a tap has done since the collector started, and whether it is connected now.
+
+    ``state`` is ``connecting`` until the tap first consumes, ``connected`` while it
+    does, and ``reconnecting`` after its broker connection failed; ``last_error`` says why.
+    """
+
+    kind: str = ""
+    url: str = ""  # password masked
+    state: str = "connecting"
+    last_error: str = ""
     messages: int = 0
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
     batches: int = 0
     reconnects: int = 0
+    down_since: float = field(default_factory=time.monotonic)
+    ever_connected: bool = False
+
+    def connected(self, name: str, detail: str) -> None:
+        """The tap consumes again; logged once per change, with how long it was down."""
+        if self.state == "connected":
+            return
+        if self.ever_connected:
+            self.reconnects += 1
+            down = time.monotonic() - self.down_since
+            log.warning("tap %s: reconnected to %s after %.1fs; %s", name, self.url, down, detail)
+        else:
+            log.warning("tap %s: connected to %s; %s", name, self.url, detail)
+        self.state, self.last_error, self.ever_connected = "connected", "", True
+
+    def failed(self, name: str, reason: str, retry_s: float) -> None:
+        """The broker connection failed or ended; logged when the reason changes."""
+        if self.state == "connected":
+            self.down_since = time.monotonic()
+        if reason != self.last_error or self.state == "connected":
+            log.warning("tap %s: %s; retrying (every %.0fs at most)", name, reason, RETRY_MAX_S)
+        else:
+            log.info("tap %s: still failing (%s); retrying in %.1fs", name, reason, retry_s)
+        self.state = "reconnecting" if self.ever_connected else "connecting"
+        self.last_error = reason
+
+    def as_dict(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "kind": self.kind,
+            "url": self.url,
+            "state": self.state,
+            "last_error": self.last_error,
+            "messages": self.messages,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "reconnects": self.reconnects,
+        }
 
 
 @dataclass
@@ -347,7 +431,7 @@ async def commit(collector: Collector, pending: Pending, stats: TapStats, name: 
         return True
 
 
-Runner = Callable[["Collector", TapConfig], Awaitable[None]]
+Runner = Callable[["Collector", TapConfig, TapStats], Awaitable[None]]
 
 
 def _runner(kind: str) -> Runner:
@@ -364,34 +448,40 @@ def _runner(kind: str) -> Runner:
     return run_kafka_tap
 
 
-async def _supervise(collector: Collector, tap: TapConfig) -> None:
-    """Run a tap forever: a crash is logged and the tap restarts, it never takes the collector down."""
+async def _supervise(collector: Collector, tap: TapConfig, stats: TapStats) -> None:
+    """Run a tap forever: a failure is logged and the tap restarts, it never takes the collector down."""
     run = _runner(tap.kind)
     delay = 0.5
     while True:
         started = time.monotonic()
         try:
-            await run(collector, tap)
+            await run(collector, tap, stats)
             return
         except asyncio.CancelledError:
             raise
+        except (TapError, ConnectionError) as exc:
+            reason = str(exc) or type(exc).__name__
         except Exception as exc:
-            log.warning(
-                "tap %s stopped (%s: %s); restarting in %.1fs",
-                tap.name,
-                type(exc).__name__,
-                exc,
-                delay,
-            )
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if time.monotonic() - started > 30:
             delay = 0.5
+        stats.failed(tap.name, reason, delay)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
+        delay = min(delay * 2, RETRY_MAX_S)
 
 
 def tap_tasks(collector: Collector) -> list[Awaitable[None]]:
     """Task factory for the server: one supervised task per configured tap."""
     taps = parse_taps(list(collector.settings.taps))
+    tasks: list[Awaitable[None]] = []
     for tap in taps:
         log.warning("sagalens collector: tap %s (%s) enabled", tap.name, tap.kind)
-    return [_supervise(collector, tap) for tap in taps]
+        stats = TapStats(tap.kind, shown_url(tap.url or tap.bootstrap))
+        collector.tap_stats[tap.name] = stats
+        tasks.append(_supervise(collector, tap, stats))
+    return tasks
+
+
+def tap_status(collector: Collector) -> list[dict[str, Any]]:
+    """Each configured tap's state and counters, for the overview and operators."""
+    return [stats.as_dict(name) for name, stats in collector.tap_stats.items()]

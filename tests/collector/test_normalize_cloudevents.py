@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -417,6 +420,11 @@ def test_nats_binary_structured_and_plain() -> None:
             "'batch_size'",
         ),
         ("nope", "expected a mapping"),
+        ({"kind": "rabbitmq", "exchange": "o", "url": "amqp://h:x/"}, "is not a valid URL"),
+        ({"kind": "nats", "subjects": ["a"], "url": "nats://h:70000"}, "is not a valid URL"),
+        ({"kind": "nats", "subjects": ["a"], "url": "nats://"}, "'url' names no host"),
+        ({"kind": "rabbitmq", "exchange": "o", "batch_size": "inf"}, "must be a finite number"),
+        ({"kind": "nats", "subjects": ["a"], "ack_wait": "nan"}, "must be a finite number"),
     ],
 )
 def test_tap_config_errors(entry: Any, message: str) -> None:
@@ -466,3 +474,32 @@ def test_tap_url_errors_name_the_url() -> None:
         tap_from_url("amqp://h/")
     with pytest.raises(TapConfigError, match="scheme must be"):
         tap_from_url("redis://h")
+    with pytest.raises(TapConfigError, match=r"--tap 'amqp://u:\*\*\*@\[::1/'.*not a valid URL"):
+        tap_from_url("amqp://u:secret@[::1/")
+
+
+@pytest.mark.parametrize(
+    ("tap", "message"),
+    [
+        ("amqp://guest:secret@127.0.0.1:notaport/?exchange=o", "is not a valid URL"),
+        ("amqp://127.0.0.1/?exchange=o&batch_size=inf", "'batch_size' must be a finite number"),
+        ("amqp://127.0.0.1/?exchange=o&batch_ms=nan", "'batch_ms' must be a finite number"),
+        ("amqp://u:secret@[::1/?exchange=o", "not a valid URL"),
+        ("nats://?subject=a", "'url' names no host"),
+        ("nats://127.0.0.1:4222", "'subjects' is required"),
+        ("redis://127.0.0.1", "scheme must be"),
+    ],
+)
+def test_bad_tap_stops_the_collector_with_one_line(tmp_path: Path, tap: str, message: str) -> None:
+    """A bad --tap is a one-line error at start, never a traceback or a tap that keeps failing."""
+    command = ["collector", "--db", str(tmp_path / "s.duckdb"), "--tap", tap]
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --tap "), done.stderr
+    assert message in lines[0] and "secret" not in lines[0]

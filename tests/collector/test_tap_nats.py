@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import nats
 import pytest
 from nats.js import api
@@ -231,3 +232,37 @@ async def test_server_restart_mid_stream_loses_and_duplicates_nothing(
         assert c.stop() == 0
     assert _rows(c.db, "SELECT count(DISTINCT id), count(*) FROM events") == [(total, total)]
     assert (await _consumer(stream["stream"], "service")).num_pending == total
+
+
+async def test_subject_no_stream_covers_is_reported_and_shown(tmp_path: Path) -> None:
+    """The log, /metrics and the overview say why the tap is not consuming."""
+    require_service("NATS", "127.0.0.1", 4222)
+    subject = f"sltest{uuid.uuid4().hex[:10]}.orders"
+    with running_collector(tmp_path, "--tap", f"{URL}?subject={subject}&name=nostream") as c:
+        expected = f"no JetStream stream covers subject {subject!r}"
+
+        def reported() -> bool:
+            (tap,) = c.get("/api/v1/overview")["taps"]
+            return tap["state"] == "connecting" and expected in tap["last_error"]
+
+        wait_for(reported)
+        metrics = httpx.get(c.url + "/metrics", timeout=10).text
+        assert 'sagalens_tap_connected{kind="nats",tap="nostream"} 0.0' in metrics
+        assert c.stop() == 0
+    assert f"tap nostream: {expected}" in c.log.read_text()
+
+
+async def test_message_the_decoder_cannot_parse_is_terminated_not_retried(
+    tmp_path: Path, stream: dict[str, Any]
+) -> None:
+    p = stream["prefix"]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with running_collector(tmp_path, "--tap", f"{URL}?subject={p}.>&batch_ms=20&name=deep") as c:
+        await _publish([(f"{p}.deep", deep, None), (f"{p}.good", b'{"ok": 1}', None)])
+        wait_for(lambda: c.counts()["events"] == 1 and c.counts()["rejections"] == 1)
+        (tap,) = c.get("/api/v1/overview")["taps"]
+        assert (tap["state"], tap["messages"], tap["rejected"]) == ("connected", 2, 1)
+        info = await _consumer(stream["stream"], "sagalens")
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
+        assert c.stop() == 0
+    assert "nested too deeply" in _rows(c.db, "SELECT reason FROM rejections")[0][0]

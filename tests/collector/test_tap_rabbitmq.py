@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import aio_pika
 import duckdb
+import httpx
 import pytest
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.v1.event import CloudEvent
@@ -304,3 +306,75 @@ async def test_workers_stop_with_the_collector_even_when_it_is_killed(
             else:
                 assert c.stop() == 0
             wait_for(lambda pids=children: not any(_alive(int(p)) for p in pids), timeout=15)
+
+
+def _metric(c: Any, name: str, tap: str) -> float:
+    text = httpx.get(c.url + "/metrics", timeout=10).text
+    found = re.search(rf'^{name}\{{[^}}]*tap="{re.escape(tap)}"[^}}]*\}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else -1.0
+
+
+async def test_message_the_decoder_cannot_parse_is_rejected_and_the_queue_moves_on(
+    tmp_path: Path, broker: dict[str, Any]
+) -> None:
+    """JSON nested deeper than the parser recurses once stopped the worker at every redelivery."""
+    deep = aio_pika.Message(b"[" * 100_000 + b"]" * 100_000, message_id="deep-1")
+    good = aio_pika.Message(b'{"ok": 1}', message_id="good-1")
+    with running_collector(tmp_path, "--tap", _tap_arg(broker, "&name=deep")) as c:
+        await _wait_consumer(broker["tap_queue"])
+        await _publish(broker["name"], [deep, good], ["orders.deep", "orders.good"])
+        wait_for(lambda: c.counts()["events"] == 1 and c.counts()["rejections"] == 1)
+        wait_for(lambda: _metric(c, "sagalens_tap_rejected_total", "deep") == 1)
+        assert (await _queue_state(broker["tap_queue"]))[0] == 0
+        assert c.stop() == 0
+    reasons = _store_rows(c.db, "SELECT reason FROM rejections")
+    assert reasons == [
+        (
+            "message body is JSON nested too deeply to be read; not a CloudEvent "
+            "(no cloudEvents:/cloudEvents_/ce-/ce_ attributes) nor a JSON message",
+        )
+    ]
+
+
+def _close_connections(client_name: str) -> int:
+    """Close the broker's connections whose client named itself ``client_name``."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    pids = [line.split()[0] for line in listed.splitlines() if f'"{client_name}"' in line]
+    for pid in pids:
+        subprocess.run(
+            ["rabbitmqctl", "close_connection", pid, "test closes the tap"],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+    return len(pids)
+
+
+async def test_tap_reconnects_when_the_broker_drops_it_and_says_so(
+    tmp_path: Path, broker: dict[str, Any]
+) -> None:
+    """The broker closing the tap's connections (as at a restart), seen in the log, /metrics
+    and the overview; nothing published meanwhile is lost."""
+    name = f"reconnect-{uuid.uuid4().hex[:8]}"
+    with running_collector(tmp_path, "--tap", _tap_arg(broker, f"&name={name}")) as c:
+        await _wait_consumer(broker["tap_queue"])
+        wait_for(lambda: _metric(c, "sagalens_tap_connected", name) == 1)
+        assert _close_connections(name) >= 1
+        message = aio_pika.Message(b'{"n": 1}', message_id="after-close")
+        await _publish(broker["name"], [message], ["orders.n"])
+        wait_for(lambda: c.counts()["events"] == 1, timeout=30)
+        wait_for(lambda: _metric(c, "sagalens_tap_reconnects_total", name) >= 1)
+        assert _metric(c, "sagalens_tap_connected", name) == 1
+        (tap,) = c.get("/api/v1/overview")["taps"]
+        assert (tap["name"], tap["state"], tap["messages"]) == (name, "connected", 1)
+        assert c.stop() == 0
+    log = c.log.read_text()
+    assert f"tap {name}: the broker closed the connection: CONNECTION_FORCED" in log
+    assert f"tap {name}: reconnected to amqp://guest:***@127.0.0.1:5672/ after" in log
+    assert "Fatal Python error" not in log and "Traceback" not in log
