@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from collector.service import Collector
 
 log = logging.getLogger("sagalens.taps.nats")
+# The client reconnects by itself, this long after each failed attempt.
+_RETRY_S = 0.5
 
 
 def _decode_all(messages: list[Msg], tap: TapConfig) -> Pending:
@@ -92,13 +94,13 @@ async def run_nats_tap(collector: Collector, tap: TapConfig, stats: TapStats | N
         # The client retries by itself, at start too; without this an unreachable server
         # would go unmentioned.
         if stats.state != "connected":
-            stats.failed(tap.name, f"cannot connect: {_describe(exc)}", 0.5)
+            stats.failed(tap.name, f"cannot connect: {_describe(exc)}", _RETRY_S, _RETRY_S)
         else:
             log.info("tap %s: %s", tap.name, exc)
 
     async def on_disconnect() -> None:
         if stats.state == "connected":
-            stats.failed(tap.name, "lost the connection to the server", 0.5)
+            stats.failed(tap.name, "lost the connection to the server", _RETRY_S, _RETRY_S)
 
     async def on_reconnect() -> None:
         stats.connected(tap.name, consuming)
@@ -106,7 +108,7 @@ async def run_nats_tap(collector: Collector, tap: TapConfig, stats: TapStats | N
     nc = await nats.connect(
         tap.url,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=_RETRY_S,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,

@@ -359,12 +359,17 @@ class TapStats:
             log.warning("tap %s: connected to %s; %s", name, self.url, detail)
         self.state, self.last_error, self.ever_connected = "connected", "", True
 
-    def failed(self, name: str, reason: str, retry_s: float) -> None:
-        """The broker connection failed or ended; logged when the reason changes."""
+    def failed(
+        self, name: str, reason: str, retry_s: float, longest_s: float = RETRY_MAX_S
+    ) -> None:
+        """The broker connection failed or ended; logged when the reason changes. Retries
+        come ``retry_s`` from now, and their waits grow to ``longest_s``."""
         if self.state == "connected":
             self.down_since = time.monotonic()
         if reason != self.last_error or self.state == "connected":
-            log.warning("tap %s: %s; retrying (every %.0fs at most)", name, reason, RETRY_MAX_S)
+            log.warning(
+                "tap %s: %s; retrying (every %gs at most)", name, reason, round(longest_s, 1)
+            )
         else:
             log.info("tap %s: still failing (%s); retrying in %.1fs", name, reason, retry_s)
         self.state = "reconnecting" if self.ever_connected else "connecting"

@@ -18,7 +18,7 @@ import nats
 import pytest
 from nats.js import api
 
-from tests.conftest import require_service, running_collector, wait_for
+from tests.conftest import free_port, require_service, running_collector, wait_for
 
 pytestmark = pytest.mark.brokers
 
@@ -266,3 +266,21 @@ async def test_message_the_decoder_cannot_parse_is_terminated_not_retried(
         assert (info.num_pending, info.num_ack_pending) == (0, 0)
         assert c.stop() == 0
     assert "nested too deeply" in _rows(c.db, "SELECT reason FROM rejections")[0][0]
+
+
+def test_an_unreachable_server_is_reported_with_the_clients_retry_interval(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    with running_collector(
+        tmp_path, "--tap", f"nats://127.0.0.1:{port}?subject=a.b&name=away"
+    ) as c:
+
+        def reported() -> bool:
+            (tap,) = c.get("/api/v1/overview")["taps"]
+            return tap["state"] == "connecting" and "cannot connect" in tap["last_error"]
+
+        wait_for(reported)
+        assert c.stop() == 0
+    # The client retries every half second by itself; the log says so, not the 10 s at most
+    # of the RabbitMQ tap's growing waits.
+    assert "tap away: cannot connect" in c.log.read_text()
+    assert "retrying (every 0.5s at most)" in c.log.read_text()
