@@ -120,6 +120,28 @@ def empty_store_hint(overview: dict[str, Any] | None = None) -> None:
         )
 
 
+def tap_notice(taps: list[dict[str, Any]] | None) -> None:
+    """Say which broker taps are not consuming (their events are missing meanwhile), and
+    what the others brought in."""
+    consuming = []
+    for tap in taps or []:
+        if tap.get("state") == "connected":
+            consuming.append(
+                f"{tap['name']} ({tap['kind']}): {count_label(int(tap['messages']), 'message')}"
+                + (f", {tap['rejected']:,} rejected" if tap.get("rejected") else "")
+            )
+            continue
+        what = "has not connected yet" if tap.get("state") == "connecting" else "lost its broker"
+        st.warning(
+            f"**Broker tap {tap['name']} {what}** ({tap['kind']}, {tap['url']}): "
+            f"{tap.get('last_error') or 'no reason given'}. The events it would bring in are "
+            "missing until it connects; the collector keeps retrying.",
+            icon=":material/link_off:",
+        )
+    if consuming:
+        st.caption(":material/hub: Broker taps consuming: " + "; ".join(consuming) + ".")
+
+
 def analysis_notice(analysis: dict[str, Any] | None) -> None:
     """Say when stored traces wait for analysis: recent sagas may be missing or partial."""
     analysis = analysis or {}

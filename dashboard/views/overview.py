@@ -28,6 +28,7 @@ def body() -> None:
         ov = data.overview(s)
     counts, status = ov["counts"], ov["status"]
     ui.analysis_notice(ov.get("analysis"))
+    ui.tap_notice(ov.get("taps"))
     if not counts["sagas"]:
         ui.empty_store_hint(ov)
         st.caption(
@@ -71,7 +72,7 @@ def body() -> None:
             ),
         )
     if not worst["sagas"]:
-        st.success("No stalled or uncompensated sagas. 🎉")
+        st.success("No stalled or uncompensated sagas.", icon=":material/check_circle:")
     for saga in worst["sagas"]:
         ui.saga_link(saga)
         st.caption(saga["explanation"])

@@ -20,7 +20,7 @@ from dashboard import data
 from dashboard.export import AUDIT_LOG_FILE, export_audit_log_zip, export_saga_zip
 from dashboard.format import display_key
 from dashboard.report import verify
-from tests.conftest import RunningCollector, running_collector, wait_for
+from tests.conftest import RunningCollector, free_port, running_collector, wait_for
 from tests.dashboard.fixtures import (
     EXPECTED_STATUS,
     MIN,
@@ -531,3 +531,23 @@ def test_overview_says_when_stored_traces_wait_for_analysis(
         f"analysed. {waiting} stored traces not analysed yet; until they are, their sagas show "
         "the earlier analysis."
     )
+
+
+def test_overview_warns_of_a_broker_tap_that_is_not_consuming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()  # no broker there
+    tap = f"nats://127.0.0.1:{port}?subject=orders.>&name=orders"
+    with running_collector(tmp_path, "--tap", tap) as c:
+        wait_for(lambda: c.get("/api/v1/overview")["taps"][0]["last_error"])
+        r = httpx.post(c.url + "/v1/traces", json=sample_sagas(time.time_ns()), timeout=10)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: c.counts()["sagas"])
+        at = _app(monkeypatch, c.url)
+        assert not at.exception
+        (warning,) = at.warning
+        assert warning.value.startswith(
+            f"**Broker tap orders has not connected yet** (nats, nats://127.0.0.1:{port}): "
+            "cannot connect"
+        )
+        assert "The events it would bring in are missing until it connects" in warning.value
