@@ -2,7 +2,9 @@
 
 import math
 import time
+from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
 from collector.analysis.model import FINDING_KINDS, SAGA_STATUSES
@@ -14,6 +16,7 @@ from dashboard.format import (
     display_key,
     duration_value,
     finding_label,
+    format_duration,
     format_time,
     saga_duration_ns,
     service_label,
@@ -147,6 +150,13 @@ def _keep_selection(keys: list[str]) -> str:
     return key
 
 
+def _duration_text(value: timedelta | None) -> str:
+    # a missing duration reaches the formatter as pandas' NaT, not None
+    if value is None or pd.isna(value):
+        return format_duration(None)
+    return format_duration(value // timedelta(microseconds=1) * 1000)
+
+
 def body() -> None:
     params = {k: v for k, v in filters.items() if v and k != "window"}
     if filters["window"]:
@@ -178,7 +188,6 @@ def body() -> None:
             "saga": shorten(display_key(r["saga_key"]), 60),
             "type": shorten(type_label(r["saga_type"]), 40),
             "started": format_time(r["started_ns"]),
-            # a number, so that sorting the table by this column orders durations, not text
             "duration": duration_value(saga_duration_ns(r, now_ns)),
             "steps": r["step_count"],
             "open findings": r.get("open_finding_count", r["finding_count"]),
@@ -190,7 +199,9 @@ def body() -> None:
     ]
     key = _keep_selection([r["saga_key"] for r in rows])
     st.dataframe(
-        table,
+        # the duration column holds numbers, so sorting by it orders durations, and reads as
+        # the rest of the dashboard writes them ('930 ms', '1.4 s', '2m 05s')
+        pd.DataFrame(table).style.format({"duration": _duration_text}),
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
@@ -198,7 +209,6 @@ def body() -> None:
         column_config={
             "open": st.column_config.LinkColumn("open", display_text="timeline ↗"),
             "why": st.column_config.TextColumn("why", width="large"),
-            "duration": st.column_config.NumberColumn("duration", format="localized"),
         },
     )
     if key:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import time
 import zipfile
@@ -88,6 +89,14 @@ def _text(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def _shown_values(table: Any) -> dict[str, list[str]]:
+    """A table's cells as the page shows them (its formatted text), by column."""
+    import pyarrow as pa
+
+    shown = pa.ipc.open_stream(table.proto.arrow_data.styler.display_values).read_all()
+    return {name: [str(v) for v in shown.column(name).to_pylist()] for name in shown.column_names}
+
+
 def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -146,6 +155,11 @@ def test_open_sagas_last_until_now_and_sort_by_it(
     stalled = table[table["saga"] == "order-1004"]["duration"].iloc[0]
     assert stalled.total_seconds() >= 40 * 60
     assert list(table["duration"]) == sorted(table["duration"], reverse=True)
+    # shown as every duration on the dashboard is written, not as '40 min, 12 sec'
+    shown = _shown_values(at.dataframe[0])
+    durations = dict(zip(shown["saga"], shown["duration"], strict=True))
+    assert durations["order-1004"].startswith("40m ")
+    assert all(re.fullmatch(r"\d+ ms|\d+\.\d s|\d+m \d\ds", d) for d in durations.values())
     at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1004"])
     assert _metrics(at)["Duration"].startswith("40m ")
 
