@@ -12,24 +12,21 @@ ICON = (
     ' stroke-linecap="round" stroke-linejoin="round"/></svg>'
 )
 st.set_page_config(page_title="sagalens", page_icon=ICON, layout="wide")
+OVERVIEW = st.Page(
+    "views/overview.py", title="Overview", icon=":material/dashboard:", url_path="", default=True
+)
+
+
+def _overview_path() -> None:
+    # Streamlit serves the default page only at "/": /overview is a hidden entry that moves on
+    # to the root page, so the sidebar marks "Overview" as the page shown, as it does at "/".
+    st.switch_page(OVERVIEW, query_params=st.query_params.to_dict())
+
+
 st.navigation(
     [
-        # The overview is the app's root page, and /overview opens it too: Streamlit serves
-        # the default page only at "/", so a hidden second entry answers the named path.
-        st.Page(
-            "views/overview.py",
-            title="Overview",
-            icon=":material/dashboard:",
-            url_path="",
-            default=True,
-        ),
-        st.Page(
-            "views/overview.py",
-            title="Overview",
-            icon=":material/dashboard:",
-            url_path="overview",
-            visibility="hidden",
-        ),
+        OVERVIEW,
+        st.Page(_overview_path, title="Overview", url_path="overview", visibility="hidden"),
         st.Page("views/sagas.py", title="Sagas", icon=":material/list:", url_path="sagas"),
         st.Page("views/saga.py", title="Saga detail", icon=":material/timeline:", url_path="saga"),
         st.Page("views/flow.py", title="Flow", icon=":material/account_tree:", url_path="flow"),

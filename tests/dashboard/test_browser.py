@@ -103,6 +103,14 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         log.close()
 
 
+NAV = {  # the sidebar entry each page marks as the one shown
+    "overview": "Overview",
+    "overview-path": "Overview",
+    "sagas": "Sagas",
+    "flow": "Flow",
+    "findings": "Findings",
+    "audit": "Audit log",
+}
 PAGES = [  # (name, path, texts that must be visible)
     (
         "overview",
@@ -147,6 +155,8 @@ def test_every_page_in_a_browser(up: tuple[str, str]) -> None:
                     expect(page.get_by_text(text).first).to_be_visible(timeout=15_000)
                 # every path opens its own page, not Streamlit's fallback to the main one
                 expect(page.get_by_text("Page not found")).to_have_count(0)
+                nav = page.get_by_role("link", name=NAV.get(name, "Saga detail"), exact=True)
+                expect(nav).to_have_attribute("aria-current", "page", timeout=15_000)
                 if name.startswith("saga-") or name == "flow":
                     expect(page.locator(".js-plotly-plot .point").first).to_be_visible(
                         timeout=15_000
