@@ -48,15 +48,28 @@ def header(saga: dict[str, Any], now_ns: int) -> None:
         f"**{shorten(type_label(saga['saga_type']), 60)}** · started "
         f"{format_time(saga['started_ns'])} · services: {shorten(services, 240)}"
     )
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric(
         "Duration",
         format_duration(saga_duration_ns(saga, now_ns)),
         help="So far, for a running or stalled saga" if saga["status"] in OPEN_STATUSES else None,
     )
     cols[1].metric("Steps", f"{saga['step_count']:,}")
-    cols[2].metric("Services · traces", f"{len(saga['services'])} · {len(saga['trace_ids'])}")
-    cols[3].metric(
+    # A CloudEvents source is not a service: nothing says '/shop/billing' and 'billing' are one
+    # service, so the sources known only from events are counted apart.
+    only_events = len(sources & set(saga["services"]))
+    named = len(saga["services"]) - only_events
+    if only_events:
+        cols[2].metric(
+            "Services · event sources",
+            f"{named} · {only_events}",
+            help="Services that sent spans (OTEL service.name), and CloudEvents sources no "
+            "span names, which may be the same services seen from their events",
+        )
+    else:
+        cols[2].metric("Services", named, help="Services that sent spans (OTEL service.name)")
+    cols[3].metric("Traces", f"{len(saga['trace_ids']):,}")
+    cols[4].metric(
         "Open findings",
         sum(1 for f in saga["findings"] if not f.get("acknowledged_ns")),
         help="Findings nobody has acknowledged yet",

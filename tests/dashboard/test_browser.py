@@ -125,7 +125,7 @@ PAGES = [  # (name, path, texts that must be visible)
         "/saga?key=" + quote("saga.id:order-1003"),
         ["Missing compensation", "release_inventory never ran", "refund_payment"],
     ),
-    ("saga-completed", "/saga?key=" + quote("saga.id:order-1001"), ["4 · 2", "2 attempts"]),
+    ("saga-completed", "/saga?key=" + quote("saga.id:order-1001"), ["Traces", "2 attempts"]),
     ("flow", "/flow?type=OrderSaga", ["Flow", "charge_payment", "Compensated", "definitions file"]),
     ("findings", "/findings", ["Findings", "Missing compensation (1)", "Stall (1)"]),
     ("audit", "/audit", ["Audit log", "The audit log verifies.", "Download audit log export"]),

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import sample_data
 from dashboard import data
 from dashboard.export import AUDIT_LOG_FILE, export_audit_log_zip, export_saga_zip
 from dashboard.format import display_key
@@ -261,8 +262,40 @@ def test_saga_detail_retries_and_hop(
     at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1001"])
     steps = at.dataframe[0].value
     assert list(steps["attempts"]) == [1, 2, 1]
-    assert _metrics(at)["Services · traces"] == "4 · 2"
+    assert (_metrics(at)["Services"], _metrics(at)["Traces"]) == ("4", "2")
     assert "No findings" in _text(at)
+
+
+def test_saga_detail_counts_event_sources_apart_from_services(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from collector.cli import main
+    from collector.client import open_source
+
+    shipped = Path(sample_data.__file__).parent
+    recorded = shipped / "recorded"
+    key = "order.id:B-rec-00000"  # choreographed: spans of checkout and billing, and events
+    with running_collector(tmp_path, config=str(shipped / "demo.yaml")) as c:
+        files = [str(recorded / "orders.otlp.jsonl"), str(recorded / "events.jsonl")]
+        result = CliRunner().invoke(main, ["import", *files, "--collector", c.url])
+        assert result.exit_code == 0, result.output
+        api = open_source(c.url, "", "")
+
+        def analysed() -> dict[str, Any] | None:
+            found = api.get_saga(key, True)
+            return found if found and found["status"] == "compensation_failed" else None
+
+        saga = wait_for(analysed, timeout=15)
+        at = _app(monkeypatch, c.url, "views/saga.py", key=key)
+    assert not at.exception
+    with_spans = {sp["service_name"] for sp in saga["spans"]}
+    sources = set(saga["services"]) - with_spans
+    assert with_spans and sources and all(x.startswith("/shop/") for x in sources)
+    metrics = _metrics(at)
+    assert metrics["Services · event sources"] == f"{len(with_spans)} · {len(sources)}"
+    assert metrics["Traces"] == str(len(saga["trace_ids"]))
 
 
 def test_saga_detail_unknown_and_unicode(
