@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -469,17 +470,120 @@ def build_duration_figure(durations: Sequence[Mapping[str, Any]]) -> go.Figure:
     return fig
 
 
-def flow_layers(nodes: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, int]:
-    """Left-to-right layer of every node: longest path from a source, ignoring back edges."""
+def flow_layers(
+    nodes: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    weights: Sequence[int] = (),
+) -> dict[str, int]:
+    """Left-to-right layer of every node: longest path from a source, ignoring back edges.
+
+    Edges are taken most frequent first (``weights``, one per edge), then forward in
+    first-seen order; one that would close a loop (a retry, a step seen again after its
+    compensation) is a back edge and left out, so the common way through points right.
+    """
     order = {n: i for i, n in enumerate(nodes)}
-    # Edges that go back in first-seen order close a loop (retries, repeats); drop them.
-    forward = [(a, b) for a, b in edges if a in order and b in order and order[a] < order[b]]
+    ranked = sorted(
+        (
+            (-(weights[i] if i < len(weights) else 0), order[a] > order[b], i, a, b)
+            for i, (a, b) in enumerate(edges)
+            if a in order and b in order and a != b
+        ),
+    )
+    after: dict[str, set[str]] = {n: set() for n in nodes}
+
+    def reaches(start: str, goal: str) -> bool:
+        todo, seen = [start], {start}
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            todo += [n for n in after[node] if n not in seen]
+            seen.update(after[node])
+        return False
+
+    for *_, a, b in ranked:
+        if not reaches(b, a):
+            after[a].add(b)
     layer = dict.fromkeys(nodes, 0)
-    for name in nodes:  # nodes are in first-seen order, so one pass settles a DAG
-        for a, b in forward:
-            if a == name:
-                layer[b] = max(layer[b], layer[a] + 1)
+    pending = {n: sum(n in targets for targets in after.values()) for n in nodes}
+    ready = [n for n in nodes if not pending[n]]
+    while ready:  # in topological order, so each node's layer is settled before it is used
+        node = ready.pop(0)
+        for b in sorted(after[node], key=order.__getitem__):
+            layer[b] = max(layer[b], layer[node] + 1)
+            pending[b] -= 1
+            if not pending[b]:
+                ready.append(b)
     return layer
+
+
+def flow_rows(
+    nodes: Sequence[str],
+    layer: Mapping[str, int],
+    edges: Sequence[tuple[str, str, int]],
+    counts: Mapping[str, int],
+    lower: Collection[str] = (),
+    sweeps: int = 4,
+) -> dict[str, int]:
+    """Row of every node within its layer, ordered so that few edges cross.
+
+    Each layer is sorted by the mean row of its neighbours in the layer before (then the
+    layer after, and so on), weighted by how often each edge was taken, so the common path
+    runs straight along the top and rarer branches fan out below it instead of across it.
+    Ties go to the more frequent step, then to the first seen. The ``lower`` nodes (the
+    compensations) keep to a band of their own under all the others, where the arrows
+    that reach them from far back do not run through the steps between.
+    """
+    columns: dict[int, list[str]] = {}
+    for name in sorted(nodes, key=lambda n: -counts.get(n, 0)):  # stable: first seen next
+        columns.setdefault(layer[name], []).append(name)
+    band = max((sum(n not in lower for n in c) for c in columns.values()), default=0)
+
+    def place(column: list[str]) -> dict[str, int]:
+        upper = [n for n in column if n not in lower]
+        below = [n for n in column if n in lower]
+        return {n: i for i, n in enumerate(upper)} | {n: band + i for i, n in enumerate(below)}
+
+    row = {name: i for column in columns.values() for name, i in place(column).items()}
+    # an edge counts at least a little, so expected-only edges still pull their steps along
+    weighted = [(a, b, max(w, 1)) for a, b, w in edges if a in row and b in row and a != b]
+
+    def centre(name: str, toward: int) -> float | None:
+        pulls = [
+            (row[other], w)
+            for a, b, w in weighted
+            for mine, other in ((a, b), (b, a))
+            if mine == name and layer[other] == layer[name] + toward
+        ]
+        total = sum(w for _, w in pulls)
+        return sum(r * w for r, w in pulls) / total if total else None
+
+    order = sorted(columns)
+    for sweep in range(sweeps):
+        toward, cols = (-1, order[1:]) if sweep % 2 == 0 else (1, order[::-1][1:])
+        for col in cols:
+            current = columns[col]
+            pulled = {n: centre(n, toward) for n in current}
+            keys = {n: float(row[n]) if k is None else k for n, k in pulled.items()}
+            current.sort(key=keys.__getitem__)
+            row.update(place(current))
+    return row
+
+
+def edge_label_point(
+    start: tuple[float, float], end: tuple[float, float], near_end: bool = False, gap: float = 0.4
+) -> tuple[float, float]:
+    """Where an edge's count goes: ``gap`` of a column from one of its ends, not its middle.
+
+    Two edges that cross between neighbouring columns meet halfway, where their labels
+    would sit on top of each other. Near the end where fewer edges meet (``near_end``: the
+    target), each label sits on its own arrow, apart from its siblings.
+    """
+    (x0, y0), (x1, y1) = start, end
+    span = abs(x1 - x0)
+    t = min(gap / span, 0.5) if span else 0.5
+    t = 1 - t if near_end else t
+    return x0 + (x1 - x0) * t, y0 + (y1 - y0) * t
 
 
 def _wrap_name(name: str, width: int = 18) -> str:
@@ -551,17 +655,23 @@ def build_flow_figure(
     extra = [n for e in expected_edges for n in e if n not in names]
     all_names = names + list(dict.fromkeys(extra))
     layer = flow_layers(
-        all_names, [(str(e["source"]), str(e["target"])) for e in edges] + expected_edges
+        all_names,
+        [(str(e["source"]), str(e["target"])) for e in edges] + expected_edges,
+        [int(e["count"]) for e in edges],
     )
-    rows: dict[int, int] = {}
-    pos: dict[str, tuple[float, float]] = {}
-    for name in all_names:
-        col = layer[name]
-        pos[name] = (float(col), float(rows.get(col, 0)))
-        rows[col] = rows.get(col, 0) + 1
+    row = flow_rows(
+        all_names,
+        layer,
+        [(str(e["source"]), str(e["target"]), int(e["count"])) for e in edges]
+        + [(a, b, 0) for a, b in expected_edges],
+        {str(n["name"]): int(n["count"]) for n in nodes},
+        {str(n["name"]) for n in nodes if _is_compensation(n)}
+        | {b for a, b in expected_edges if any(s.get("compensation") == b for s in expected or [])},
+    )
+    pos = {name: (float(layer[name]), float(row[name])) for name in all_names}
     fig = go.Figure()
-    top = max((c for c in rows.values()), default=1)
-    for a, b in expected_edges:
+    top = max(row.values(), default=0) + 1
+    for i, (a, b) in enumerate(expected_edges):
         (x0, y0), (x1, y1) = pos[a], pos[b]
         fig.add_trace(
             go.Scatter(
@@ -570,11 +680,14 @@ def build_flow_figure(
                 mode="lines",
                 hoverinfo="skip",
                 line={"color": "#aaa", "dash": "dash", "width": 2},
-                showlegend=False,
-                name="expected",
+                showlegend=i == 0,
+                name="expected by the definitions file",
             )
         )
     biggest = max((int(e["count"]) for e in edges), default=1)
+    fan_out = collections.Counter(str(e["source"]) for e in edges)
+    fan_in = collections.Counter(str(e["target"]) for e in edges)
+    pairs = {(str(e["source"]), str(e["target"])) for e in edges}
     for e in edges:
         a, b, count = str(e["source"]), str(e["target"]), int(e["count"])
         (x0, y0), (x1, y1) = pos[a], pos[b]
@@ -595,9 +708,13 @@ def build_flow_figure(
             arrowcolor="#5d6d7e",
             text="",
         )
+        if (b, a) in pairs:  # both ways along one line: each count by its own source
+            lx, ly = edge_label_point((x0, y0), (x1, y1), gap=0.22)
+        else:
+            lx, ly = edge_label_point((x0, y0), (x1, y1), fan_in[b] < fan_out[a])
         fig.add_annotation(
-            x=(x0 + x1) / 2,
-            y=(y0 + y1) / 2,
+            x=lx,
+            y=ly,
             text=f"{count}",
             showarrow=False,
             font={"size": 11, "color": "#2c3e50"},

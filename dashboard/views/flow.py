@@ -42,7 +42,8 @@ def body() -> None:
         )
     st.caption(
         "Circles are actions and events, diamonds compensations (events that undo a step "
-        "too); size is how often a step ran, colour its failure rate, arrow labels how often "
+        "too), kept along the bottom; size is how often a step ran, colour its failure rate, "
+        "the number on an arrow how often "
         "one step followed another. Durations are medians of finished runs; events are "
         "instants and have none."
         + (" Dashed grey: the flow the definitions file expects." if flow.get("expected") else "")

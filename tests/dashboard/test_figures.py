@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -279,7 +280,7 @@ def test_flow_layers_and_overlay() -> None:
     assert list(observed["marker"]["color"]) == [0.0, 0.5, 0.0]
     (never,) = [t for t in d["data"] if t.get("name") == "expected, never seen"]
     assert list(never["text"]) == ["c"]
-    assert len([t for t in d["data"] if t.get("name") == "expected"]) == 3
+    assert len([t for t in d["data"] if t.get("name") == "expected by the definitions file"]) == 3
     arrows = [a for a in d["layout"]["annotations"] if a.get("showarrow")]
     assert len(arrows) == 3
 
@@ -369,3 +370,104 @@ def test_flow_keeps_the_most_frequent_steps() -> None:
     (observed,) = [t for t in d["data"] if t.get("name") == "observed steps"]
     assert len(observed["x"]) == 10
     assert len([a for a in d["layout"]["annotations"] if a.get("showarrow")]) == 9
+
+
+# The choreographed sample's learned flow: (source, target, count) and how often each step ran.
+FULFILMENT_EDGES = [
+    ("POST /orders", "OrderPlaced", 703),
+    ("OrderPlaced", "InventoryReserved", 703),
+    ("InventoryReserved", "process billing-orders", 664),
+    ("process billing-orders", "PaymentCharged", 548),
+    ("OrderShipped", "process checkout-updates", 413),
+    ("PaymentCharged", "OrderShipped", 413),
+    ("process billing-orders", "PaymentDeclined", 116),
+    ("PaymentDeclined", "process checkout-updates", 113),
+    ("PaymentCharged", "ShippingFailed", 104),
+    ("ShippingFailed", "process checkout-updates", 72),
+    ("process checkout-updates", "InventoryReleased", 70),
+    ("PaymentRefunded", "InventoryReleased", 52),
+    ("process checkout-updates", "process billing-returns", 48),
+    ("process billing-returns", "PaymentRefunded", 41),
+    ("ShippingFailed", "process billing-returns", 32),
+    ("process billing-returns", "process checkout-updates", 32),
+    ("process checkout-updates", "InventoryReleaseFailed", 28),
+    ("process checkout-updates", "PaymentRefunded", 27),
+    ("PaymentRefundFailed", "InventoryReleased", 12),
+    ("process billing-returns", "PaymentRefundFailed", 7),
+    ("process checkout-updates", "PaymentRefundFailed", 5),
+    ("PaymentRefunded", "InventoryReleaseFailed", 4),
+    ("InventoryReleased", "process checkout-updates", 3),
+    ("PaymentDeclined", "InventoryReleased", 3),
+]
+FULFILMENT_UNDOES = {
+    "InventoryReleased",
+    "InventoryReleaseFailed",
+    "PaymentRefunded",
+    "PaymentRefundFailed",
+}
+
+
+def _fulfilment_flow() -> dict[str, Any]:
+    names = list(dict.fromkeys(n for a, b, _ in FULFILMENT_EDGES for n in (a, b)))
+    # first seen as the API lists them: a compensation may come before the step it follows
+    names.insert(5, names.pop(names.index("InventoryReleased")))
+    runs = {n: max(c for a, b, c in FULFILMENT_EDGES if n in (a, b)) for n in names}
+    return {
+        "nodes": [
+            {
+                "name": n,
+                "step_type": "event",
+                "count": runs[n],
+                "failed": 0,
+                "median_ns": None,
+                "compensation": n in FULFILMENT_UNDOES,
+            }
+            for n in names
+        ],
+        "edges": [{"source": a, "target": b, "count": c} for a, b, c in FULFILMENT_EDGES],
+    }
+
+
+def test_flow_layers_follow_the_common_way_through() -> None:
+    # 'undo' was first seen before 'b', but far more sagas went b -> undo than back
+    layers = figures.flow_layers(
+        ["a", "undo", "b"], [("a", "b"), ("b", "undo"), ("undo", "b")], [10, 5, 1]
+    )
+    assert layers == {"a": 0, "b": 1, "undo": 2}
+    layers = figures.flow_layers(
+        [n["name"] for n in _fulfilment_flow()["nodes"]],
+        [(a, b) for a, b, _ in FULFILMENT_EDGES],
+        [c for *_, c in FULFILMENT_EDGES],
+    )
+    order = sorted(layers, key=layers.__getitem__)
+    assert order.index("process checkout-updates") < order.index("InventoryReleased")
+
+
+def test_flow_rows_keep_the_common_path_straight_and_branches_uncrossed() -> None:
+    layer = {"a": 0, "rare": 1, "main": 1, "after_main": 2, "after_rare": 2, "undo": 2}
+    edges = [
+        ("a", "rare", 1),
+        ("a", "main", 9),
+        ("main", "after_main", 9),
+        ("rare", "after_rare", 1),
+        ("a", "undo", 2),
+    ]
+    counts = {"a": 10, "rare": 1, "main": 9, "after_main": 9, "after_rare": 1, "undo": 2}
+    rows = figures.flow_rows(list(layer), layer, edges, counts, lower={"undo"})
+    assert rows["a"] == rows["main"] == rows["after_main"] == 0
+    assert (rows["rare"], rows["after_rare"]) == (1, 1)
+    assert rows["undo"] == 2  # under every step, not between them
+
+
+def test_flow_edge_counts_stand_apart() -> None:
+    # crossing edges between neighbouring columns meet halfway: their counts must not
+    assert figures.edge_label_point((0, 0), (1, 1)) != figures.edge_label_point((0, 1), (1, 0))
+    d = figures.build_flow_figure(_fulfilment_flow()).to_dict()
+    labels = [(a["x"], a["y"]) for a in d["layout"]["annotations"] if a.get("text")]
+    assert len(labels) == len(FULFILMENT_EDGES)
+    crowded = [
+        (p, q)
+        for p, q in itertools.combinations(labels, 2)
+        if abs(p[0] - q[0]) < 0.3 and abs(p[1] - q[1]) < 0.12
+    ]
+    assert not crowded, crowded
