@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,14 +61,63 @@ def guarded() -> Iterator[None]:
         st.stop()
 
 
-def download_source() -> data._Guarded:
-    """The source for a download callable, resolved during the script run.
+def prepared_download(
+    prepare_label: str,
+    label: str,
+    build: Callable[[], tuple[bytes, dict[str, Any]]],
+    *,
+    key: str,
+    scope: object,
+    file_name: str,
+    mime: str,
+    help_text: str,
+) -> None:
+    """A report made on a 'Prepare' click, then offered for download; a failure says why.
 
-    Download callables run on their own thread, outside the script run, where a failing
-    source could not be reported on the page.
+    The report is built during the script run rather than in a download button's callable:
+    a callable runs outside the run, where its failure could not be shown on the page (the
+    button only flashed a generic note). ``build`` returns the file and the details the audit
+    log records once it is downloaded. A change of ``scope`` (filters, format) drops a
+    prepared file, and so does its download: the next one is made afresh.
     """
+    prepared = st.session_state.get(key)
+    if prepared is not None and prepared["scope"] != scope:
+        prepared = None
+        del st.session_state[key]
+    if prepared is None:
+        if not st.button(
+            prepare_label,
+            key=f"{key}_prepare",
+            icon=":material/description:",
+            help=help_text,
+        ):
+            return
+        try:
+            with st.spinner("Preparing the report…"):
+                blob, details = build()
+        except Exception as exc:  # any failure is told on the page, not lost in a log
+            logging.getLogger(__name__).exception("%s failed", label)
+            st.error(f"**The report could not be made.** {exc}", icon=":material/error:")
+            return
+        prepared = {"scope": scope, "blob": blob, "details": details}
+        st.session_state[key] = prepared
+    st.download_button(
+        label,
+        prepared["blob"],
+        file_name=file_name,
+        mime=mime,
+        key=f"{key}_download",
+        icon=":material/download:",
+        help=help_text,
+        on_click=_downloaded,
+        args=(key, prepared["details"]),
+    )
+
+
+def _downloaded(key: str, details: dict[str, Any]) -> None:
+    st.session_state.pop(key, None)
     with guarded():
-        return data.source()
+        data.record_export(data.source(), details)
 
 
 def sidebar() -> None:

@@ -83,20 +83,20 @@ st.caption(
         else "The file is open read-only, so the download is not recorded in its log."
     )
 )
-source = ui.download_source()
 
 
-def _export() -> bytes:
-    blob, details = export_audit_log_zip(source.call("audit_log")["entries"], now_ns=time.time_ns())
-    data.record_export(source, details)
-    return blob
+def _export() -> tuple[bytes, dict[str, Any]]:
+    return export_audit_log_zip(data.source().call("audit_log")["entries"], now_ns=time.time_ns())
 
 
-st.download_button(
+ui.prepared_download(
+    "Prepare audit log export",
     "Download audit log export",
     _export,
+    key="audit_export",
+    scope="audit-log",
     file_name="sagalens-audit-log.zip",
     mime="application/zip",
-    icon=":material/download:",
-    help="The log file and its manifest; `sagalens verify` checks the chain from its first entry.",
+    help_text="The log file and its manifest; `sagalens verify` checks the chain from its first "
+    "entry.",
 )

@@ -263,23 +263,20 @@ if not exists:
 fmt = st.selectbox("Format", list(MIME), format_func=str.upper, key="report_fmt")
 
 
-source = ui.download_source()
-
-
-def _report() -> bytes:
+def _report() -> tuple[bytes, dict[str, Any]]:
     saga = data.get_saga(s, key)
     if saga is None:
         raise ReportError(f"no saga with key {key!r}")
-    blob, details = export_saga_zip(saga, fmt, now_ns=time.time_ns(), source=data.describe())
-    data.record_export(source, details)
-    return blob
+    return export_saga_zip(saga, fmt, now_ns=time.time_ns(), source=data.describe())
 
 
-st.download_button(
+ui.prepared_download(
+    "Prepare audit report for this saga",
     "Export audit report for this saga",
     _report,
+    key="saga_report",
+    scope=(key, fmt),
     file_name=report_file_name(key, fmt) + ".zip",
     mime="application/zip",
-    icon="📄",
-    help="The report and its manifest; check it with `sagalens verify`.",
+    help_text="The report and its manifest; check it with `sagalens verify`.",
 )

@@ -3,6 +3,7 @@
 import math
 import time
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -239,14 +240,12 @@ st.caption("Every saga matching the filters above, as one tamper-evident report.
 period_fmt = st.selectbox("Format", list(MIME), format_func=str.upper, key="period_report_fmt")
 
 
-source = ui.download_source()
-
-
-def _period_report() -> bytes:
+def _period_report() -> tuple[bytes, dict[str, Any]]:
     scope = {k: v for k, v in filters.items() if v and k not in ("window", "sort", "order")}
     if filters["window"]:
         scope["from"] = str(time.time_ns() - WINDOW_NS[filters["window"]] * NS_PER_S)
-    blob, details = export_period_zip(
+    source = data.source()
+    return export_period_zip(
         source.call("iter_sagas", scope),
         period_fmt,
         now_ns=time.time_ns(),
@@ -254,14 +253,15 @@ def _period_report() -> bytes:
         filters=scope,
         overview=source.call("overview"),
     )
-    data.record_export(source, details)
-    return blob
 
 
-st.download_button(
+ui.prepared_download(
+    "Prepare audit report for these sagas",
     "Export audit report for these sagas",
     _period_report,
+    key="period_report",
+    scope=({k: v for k, v in filters.items() if k not in ("sort", "order")}, period_fmt),
     file_name=f"sagas-report-{period_fmt}.zip",
     mime="application/zip",
-    help="The report and its manifest; check it with `sagalens verify`.",
+    help_text="The report and its manifest; check it with `sagalens verify`.",
 )

@@ -98,6 +98,11 @@ def _shown_values(table: Any) -> dict[str, list[str]]:
     return {name: [str(v) for v in shown.column(name).to_pylist()] for name in shown.column_names}
 
 
+def _prepare_labels(at: AppTest) -> list[str]:
+    """The buttons that make a report to download."""
+    return [b.label for b in at.button if b.label.startswith("Prepare ")]
+
+
 def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -305,12 +310,12 @@ def test_saga_detail_unknown_and_unicode(
     assert "No saga with key" in _text(at)
     # no report of a saga that is not there: a download of it failed without a word
     assert "No audit report to export: there is no saga with key" in _text(at)
-    assert not at.get("download_button") and not at.exception
+    assert not _prepare_labels(at) and not at.get("download_button") and not at.exception
     at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS[UNICODE_KEY])
     assert not at.exception
     assert "commande-ünïcødé-日本語" in at.title[0].value
     assert "…" in at.title[0].value  # very long key shortened
-    assert len(at.get("download_button")) == 1
+    assert _prepare_labels(at) == ["Prepare audit report for this saga"]
 
 
 def test_flow_page(filled: RunningCollector, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -502,7 +507,7 @@ def test_audit_log_page_lists_newest_first_and_says_it_verifies(
         ]
         assert list(table["actor"])[:2] == ["carol", "alice"]
         assert table["details"].iloc[0] == "format: pdf · out: q1.pdf · signed"
-        assert [b.proto.label for b in at.get("download_button")] == ["Download audit log export"]
+        assert _prepare_labels(at) == ["Prepare audit log export"]
 
         entries = c.get("/api/v1/audit")["entries"]
         blob, details = export_audit_log_zip(entries, now_ns=time.time_ns())
@@ -598,3 +603,34 @@ def test_overview_warns_of_a_broker_tap_that_is_not_consuming(
             "cannot connect"
         )
         assert "The events it would bring in are missing until it connects" in warning.value
+
+
+def test_a_report_that_cannot_be_made_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_collector(tmp_path) as c:
+        r = httpx.post(c.url + "/v1/traces", json=sample_sagas(time.time_ns()), timeout=10)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: c.get("/api/v1/sagas")["total"] == len(EXPECTED_STATUS))
+        at = _app(monkeypatch, c.url, "views/sagas.py")
+        assert not at.exception and not at.error
+        c.stop()  # the collector goes away between showing the list and making its report
+        prepare = next(b for b in at.button if b.label.startswith("Prepare "))
+        at = prepare.click().run()
+    assert not at.exception
+    (error,) = at.error
+    assert "The report could not be made." in error.value
+    assert c.url.removeprefix("http://") in error.value  # the reason: which collector failed
+    assert not at.get("download_button")  # nothing half-made is offered
+
+
+def test_a_prepared_report_is_offered_for_download(
+    filled: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _app(monkeypatch, filled.url, "views/saga.py", key=KEYS["order-1003"])
+    assert not at.get("download_button")
+    prepare = next(b for b in at.button if b.label.startswith("Prepare "))
+    at = prepare.click().run()
+    assert not at.exception and not at.error
+    (button,) = at.get("download_button")
+    assert button.proto.label == "Export audit report for this saga"
