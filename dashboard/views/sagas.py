@@ -45,6 +45,19 @@ SORTS = {
     "type": "type",
 }
 
+COLUMN_ORDER = (
+    "status",
+    "saga",
+    "open",
+    "why",
+    "duration",
+    "started",
+    "type",
+    "steps",
+    "open findings",
+    "services",
+)
+
 st.title("Sagas")
 ui.sidebar()
 s = data.settings()
@@ -207,9 +220,12 @@ def body() -> None:
         on_select="rerun",
         selection_mode="single-row",
         key="table",
+        # what happened and the way to the timeline come first: the table is wider than
+        # the page, and columns past its right edge went unseen
+        column_order=COLUMN_ORDER,
         column_config={
             "open": st.column_config.LinkColumn("open", display_text="timeline ↗"),
-            "why": st.column_config.TextColumn("why", width="large"),
+            "why": st.column_config.TextColumn("why", width="medium"),
         },
     )
     if key:

@@ -131,6 +131,8 @@ def test_sagas_filters_from_url(filled: RunningCollector, monkeypatch: pytest.Mo
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["saga"]) == ["order-1002"]
+    # what happened and the way to its timeline are in view, not past the table's right edge
+    assert list(at.dataframe[0].proto.column_order)[:4] == ["status", "saga", "open", "why"]
     assert "Compensated" in table["status"].iloc[0]
     assert at.multiselect(key="f_status").value == ["compensated"]
     assert "1 saga matches" in _text(at) and "sagas match" not in _text(at)
