@@ -786,7 +786,8 @@ def build_flow_figure(
         height=240 + 150 * top,
         showlegend=bool(missing or expected),
         legend={"orientation": "h", "y": -0.1},
-        xaxis={"visible": False, "range": [-0.5, width + 0.5]},
+        # room for the names written under the first and last columns
+        xaxis={"visible": False, "range": [-0.7, width + 0.7]},
         # labels sit above or below their node: leave room for both at the edges
         yaxis={"visible": False, "range": [top - 0.3, -0.7]},
     )

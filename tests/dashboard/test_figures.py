@@ -471,3 +471,7 @@ def test_flow_edge_counts_stand_apart() -> None:
         if abs(p[0] - q[0]) < 0.3 and abs(p[1] - q[1]) < 0.12
     ]
     assert not crowded, crowded
+    # the names written under the first and last columns fit inside the figure
+    (observed,) = [t for t in d["data"] if t.get("name") == "observed steps"]
+    low, high = d["layout"]["xaxis"]["range"]
+    assert min(observed["x"]) - low > 0.65 and high - max(observed["x"]) > 0.65
