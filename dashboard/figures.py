@@ -431,12 +431,18 @@ def build_throughput_figure(buckets: Sequence[Mapping[str, Any]]) -> go.Figure:
         barmode="overlay",
         height=300,
         legend={"orientation": "h", "y": -0.2},
-        yaxis={"title": "sagas"},
+        # whole sagas: a few per bucket were ticked 0.2, 0.4, …
+        yaxis={"title": "sagas", "rangemode": "tozero"}
+        | ({"dtick": 1} if max(started, default=0) <= 10 else {}),
+        # a rate's own ticks (0 %, 25 %, …), not ones lined up with the count grid (19, 38, …)
         yaxis2={
-            "title": "failed %",
+            "title": "failed %",  # the ticks' suffix did not show on the dashboard's charts
             "overlaying": "y",
             "side": "right",
             "range": [0, 100],
+            "tickvals": [0, 25, 50, 75, 100],
+            "ticksuffix": " %",
+            "tickmode": "array",
             "showgrid": False,
         },
     )

@@ -354,6 +354,12 @@ def test_status_overview_figures() -> None:
     assert list(d["data"][0]["y"]) == ["Stalled", "Completed"]
     tp = figures.build_throughput_figure([{"bucket_ns": T0, "started": 4, "failed": 1}]).to_dict()
     assert list(tp["data"][2]["y"]) == [25.0]
+    # whole sagas on the left, a percentage on the right with ticks of its own
+    assert tp["layout"]["yaxis"]["dtick"] == 1
+    assert list(tp["layout"]["yaxis2"]["tickvals"]) == [0, 25, 50, 75, 100]
+    assert tp["layout"]["yaxis2"]["ticksuffix"] == " %"
+    busy = figures.build_throughput_figure([{"bucket_ns": T0, "started": 400, "failed": 1}])
+    assert "dtick" not in busy.to_dict()["layout"]["yaxis"]  # many sagas: Plotly's own steps
     du = figures.build_duration_figure(
         [{"saga_type": "", "sagas": 1, "p50_ns": S, "p95_ns": 2 * S, "p99_ns": 3 * S}]
     ).to_dict()
