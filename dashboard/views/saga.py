@@ -220,13 +220,14 @@ def body() -> None:
     header(saga, now_ns)
     timeline(saga, now_ns)
     st.subheader("Steps")
+    sources = figures.event_sources(saga["steps"])
     st.dataframe(
         [
             {
                 "#": x["seq"],
                 "step": x["name"],
                 "type": x["step_type"],
-                "service": x["service"],
+                "service": service_label(x["service"], sources),
                 "outcome": x["outcome"],
                 "attempts": x["attempts"],
                 "started": format_time(x["start_ns"]),

@@ -303,6 +303,9 @@ def test_saga_detail_counts_event_sources_apart_from_services(
     metrics = _metrics(at)
     assert metrics["Services · event sources"] == f"{len(with_spans)} · {len(sources)}"
     assert metrics["Traces"] == str(len(saga["trace_ids"]))
+    # the steps table names an event's source as the header does
+    shown = set(at.dataframe[0].value["service"])
+    assert {f"{x} (event source)" for x in sources} <= shown and not sources & shown
 
 
 def test_saga_detail_unknown_and_unicode(
