@@ -85,7 +85,8 @@ def prepared_download(
         prepared = None
         del st.session_state[key]
     if prepared is None:
-        if not st.button(
+        slot = st.empty()  # the button gives way to the download once the file is made
+        if not slot.button(
             prepare_label,
             key=f"{key}_prepare",
             icon=":material/description:",
@@ -101,6 +102,7 @@ def prepared_download(
             return
         prepared = {"scope": scope, "blob": blob, "details": details}
         st.session_state[key] = prepared
+        slot.empty()
     st.download_button(
         label,
         prepared["blob"],
