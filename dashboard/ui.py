@@ -103,23 +103,31 @@ def prepared_download(
         prepared = {"scope": scope, "blob": blob, "details": details}
         st.session_state[key] = prepared
         slot.empty()
+    with guarded():
+        source = data.source()
+    blob, details = prepared["blob"], prepared["details"]
+
+    def fetched() -> bytes:
+        # Recorded when the browser fetches the file, on the server: a rerun the click asks
+        # for may never come (the tab closed at once), and the audit log must not miss it.
+        data.record_export(source, details)
+        return bytes(blob)
+
     st.download_button(
         label,
-        prepared["blob"],
+        fetched,
         file_name=file_name,
         mime=mime,
         key=f"{key}_download",
         icon=":material/download:",
         help=help_text,
         on_click=_downloaded,
-        args=(key, prepared["details"]),
+        args=(key,),
     )
 
 
-def _downloaded(key: str, details: dict[str, Any]) -> None:
-    st.session_state.pop(key, None)
-    with guarded():
-        data.record_export(data.source(), details)
+def _downloaded(key: str) -> None:
+    st.session_state.pop(key, None)  # the next download is made afresh
 
 
 def sidebar() -> None:
