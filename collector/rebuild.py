@@ -33,6 +33,7 @@ from collector.runner import (
     insert_sql,
     membership_tables,
     progress_table,
+    record_basis,
     saga_tables,
 )
 from collector.store.records_io import (
@@ -414,11 +415,7 @@ def rebuild(
                 found = pa.concat_tables(findings, promote_options="default")
                 _insert_rows(conn, {"findings": found.sort_by(_ORDER["findings"])})
             conn.execute(PROGRESS_SQL)
-            conn.execute(
-                "UPDATE analysis_progress SET analysed_with = ?, reanalysis = '', "
-                "reanalysis_until_ns = 0 WHERE id = 1",
-                [analysis_basis(config)],
-            )
+            record_basis(conn, analysis_basis(config))
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")

@@ -271,21 +271,27 @@ def begin_reanalysis(conn: duckdb.DuckDBPyConnection, basis: str) -> tuple[str, 
         "(SELECT count(*) FROM events)"
     ).fetchone()
     sagas, traces, events = (int(v) for v in row) if row else (0, 0, 0)
-    if not sagas:
-        reason = ""  # nothing analysed yet: nothing to redo, the backlog stays as it is
-    conn.execute(
-        "UPDATE analysis_progress SET analysed_with = $basis, reanalysis = $reason, "
-        "reanalysis_until_ns = CASE WHEN $reason = '' THEN 0 ELSE $until END, "
-        "ingested_ns = CASE WHEN $reason = '' THEN ingested_ns ELSE 0 END, "
-        "record = CASE WHEN $reason = '' THEN record ELSE '' END WHERE id = 1",
-        {"basis": basis, "reason": reason, "until": last_ingested_ns(conn) + 1},
-    )
-    if not reason:
+    if not sagas:  # nothing analysed yet: nothing to redo, the backlog stays as it is
+        record_basis(conn, basis)
         return "", ""
+    record_basis(conn, basis, reason, last_ingested_ns(conn) + 1)
+    save_progress(conn, (0, ""))
     records = count_label(traces, "trace")
     if events:
         records += f" and {count_label(events, 'event')}"
     return reason, records
+
+
+def record_basis(
+    conn: duckdb.DuckDBPyConnection, basis: str, reanalysis: str = "", until_ns: int = 0
+) -> None:
+    """Record what the stored sagas are analysed with, and, while they are analysed again,
+    why and up to which commit (see :func:`collector.store.queries.analysis_status`)."""
+    conn.execute(
+        "UPDATE analysis_progress SET analysed_with = ?, reanalysis = ?, reanalysis_until_ns = ? "
+        "WHERE id = 1",
+        [basis, reanalysis, until_ns],
+    )
 
 
 def save_progress(conn: duckdb.DuckDBPyConnection, progress: Progress) -> None:

@@ -105,13 +105,14 @@ def prepared_download(
         slot.empty()
     with guarded():
         source = data.source()
-    blob, details = prepared["blob"], prepared["details"]
+    made: bytes = prepared["blob"]
+    details = prepared["details"]
 
     def fetched() -> bytes:
         # Recorded when the browser fetches the file, on the server: a rerun the click asks
         # for may never come (the tab closed at once), and the audit log must not miss it.
         data.record_export(source, details)
-        return bytes(blob)
+        return made
 
     st.download_button(
         label,
