@@ -640,3 +640,38 @@ def test_a_prepared_report_is_offered_for_download(
     (button,) = at.get("download_button")
     assert button.proto.label == "Export audit report for this saga"
     assert not _prepare_labels(at)  # one button at a time: the file is made
+
+
+def test_overview_lists_what_the_consuming_taps_brought_in() -> None:
+    def page() -> None:
+        from dashboard import ui
+
+        ui.tap_notice(
+            [
+                {
+                    "name": "orders",
+                    "kind": "rabbitmq",
+                    "state": "connected",
+                    "messages": 1200,
+                    "rejected": 3,
+                    "url": "amqp://guest:***@127.0.0.1:5672/",
+                    "last_error": "",
+                },
+                {
+                    "name": "billing",
+                    "kind": "nats",
+                    "state": "connected",
+                    "messages": 1,
+                    "rejected": 0,
+                    "url": "nats://127.0.0.1:4222",
+                    "last_error": "",
+                },
+            ]
+        )
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception and not at.warning
+    assert at.caption[0].value == (
+        ":material/hub: Broker taps consuming: orders (rabbitmq): 1,200 messages, 3 rejected; "
+        "billing (nats): 1 message."
+    )
